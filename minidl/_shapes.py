@@ -1,0 +1,18 @@
+"""Small helpers for hyper-parameters and shape errors shared by functional ops and layers."""
+from __future__ import annotations
+
+
+def pair(value, name: str = "value") -> tuple[int, int]:
+    """Turn an int or a length-2 sequence into ``(int, int)``; a clear error otherwise."""
+    if isinstance(value, int):
+        return (value, value)
+    try:
+        a, b = value
+        return (int(a), int(b))
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}") from None
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+    """Output length of a convolution/pooling window sweep along one axis (PyTorch's formula)."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1

@@ -1,0 +1,1 @@
+"""Stateless math: ``op_forward(...) -> (out, cache)`` and ``op_backward(dout, cache) -> grads``."""

@@ -1,0 +1,246 @@
+"""Parameter and the Layer base class: state, modes, naming, (de)serialisation, devices.
+
+A Layer owns Parameters, buffers (non-learned state such as BatchNorm's running statistics)
+and child layers. Assigning one of these as an attribute registers it, so ``named_parameters``
+and ``state_dict`` can walk the tree in definition order with dotted names, as in PyTorch.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from .. import backend
+
+
+class Parameter:
+    """A learnable array ``data`` and the gradient ``grad`` that backward passes accumulate into."""
+
+    def __init__(self, data):
+        self.data = data
+        self.grad = backend.get_array_module(data).zeros_like(data)
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def size(self) -> int:
+        return int(self.data.size)
+
+    def zero_grad(self) -> None:
+        self.grad[...] = 0
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
+
+
+class Layer:
+    """Base class: subclasses implement ``forward(x)`` and ``backward(dout) -> dx``.
+
+    ``backward`` must accumulate (+=) into each Parameter's ``grad`` and must not modify
+    ``dout`` in place: in a residual block the same upstream gradient feeds two branches.
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_children", OrderedDict())
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_cache", None)
+
+    # ------------------------------------------------------------------ registration
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() "
+                               "before assigning attributes")
+        if isinstance(value, (Parameter, Layer)):
+            target = self._parameters if isinstance(value, Parameter) else self._children
+            for registry in (self._parameters, self._buffers, self._children):
+                registry.pop(name, None)
+            self.__dict__.pop(name, None)
+            target[name] = value
+        elif name in self._buffers:
+            self._buffers[name] = value  # e.g. BatchNorm replacing running_mean each step
+        else:
+            self._parameters.pop(name, None)
+            self._children.pop(name, None)
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):
+        # Only called when normal lookup fails: look in the registries.
+        d = self.__dict__
+        for key in ("_parameters", "_buffers", "_children"):
+            if key in d and name in d[key]:
+                return d[key][name]
+        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+
+    def register_buffer(self, name: str, array) -> None:
+        """Register non-learned state that belongs in ``state_dict`` and moves with ``to``."""
+        self.__dict__.pop(name, None)
+        self._buffers[name] = array
+
+    def add_child(self, name: str, layer: "Layer") -> None:
+        """Register a child layer under ``name`` (used by containers with numeric names)."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{type(self).__name__}: child {name!r} must be a Layer, "
+                            f"got {type(layer).__name__}")
+        self._children[name] = layer
+
+    # ------------------------------------------------------------------ running
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, dout):
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def _saved(self):
+        """The cache written by the last forward; a RuntimeError if there was none."""
+        if self._cache is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
+        return self._cache
+
+    def _check_input(self, x, ndim: int, channels: int | None = None, layout: str = ""):
+        """Raise a ValueError naming this layer and the expected/actual shapes."""
+        shape = getattr(x, "shape", None)
+        if shape is None:
+            raise ValueError(f"{self!r}: expected an array, got {type(x).__name__}")
+        layout = layout or ("(N, C, H, W)" if ndim == 4 else "(N, C)" if ndim == 2 else f"{ndim}-d")
+        if len(shape) != ndim:
+            raise ValueError(f"{self!r}: expected input of shape {layout}, got {tuple(shape)}")
+        if channels is not None and shape[1] != channels:
+            raise ValueError(f"{self!r}: expected {channels} input channels (shape[1]), "
+                             f"got input of shape {tuple(shape)}")
+
+    # ------------------------------------------------------------------ modes
+    def train(self, mode: bool = True) -> "Layer":
+        object.__setattr__(self, "training", bool(mode))
+        for child in self._children.values():
+            child.train(mode)
+        return self
+
+    def eval(self) -> "Layer":
+        return self.train(False)
+
+    # ------------------------------------------------------------------ tree walks
+    def children(self):
+        return list(self._children.values())
+
+    def named_children(self):
+        return list(self._children.items())
+
+    def named_layers(self, prefix: str = ""):
+        """All layers in the tree (self first) with dotted names."""
+        out = [(prefix, self)]
+        for name, child in self._children.items():
+            out.extend(child.named_layers(f"{prefix}.{name}" if prefix else name))
+        return out
+
+    def named_parameters(self, prefix: str = ""):
+        """``[(dotted name, Parameter)]`` in definition order, e.g. ``"features.3.conv1.weight"``."""
+        out = []
+        for name, p in self._parameters.items():
+            out.append((f"{prefix}.{name}" if prefix else name, p))
+        for name, child in self._children.items():
+            out.extend(child.named_parameters(f"{prefix}.{name}" if prefix else name))
+        return out
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self, prefix: str = ""):
+        out = [((f"{prefix}.{name}" if prefix else name), b) for name, b in self._buffers.items()]
+        for name, child in self._children.items():
+            out.extend(child.named_buffers(f"{prefix}.{name}" if prefix else name))
+        return out
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.zero_grad()
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """``{dotted name: numpy array}`` for parameters and buffers (copies, on the CPU)."""
+        state = OrderedDict()
+        for name, p in self.named_parameters():
+            state[name] = backend.asnumpy(p.data).copy()
+        for name, b in self.named_buffers():
+            state[name] = backend.asnumpy(b).copy()
+        return state
+
+    def load_state_dict(self, state, strict: bool = True) -> None:
+        """Copy arrays into parameters and buffers; shapes must match; keeps device and dtype."""
+        targets = self._state_slots()
+        missing = [k for k in targets if k not in state]
+        unexpected = [k for k in state if k not in targets]
+        if strict and (missing or unexpected):
+            raise KeyError(f"{type(self).__name__}.load_state_dict: missing keys {missing}, "
+                           f"unexpected keys {unexpected}")
+        for name, (owner, attr, kind) in targets.items():
+            if name not in state:
+                continue
+            current = owner._parameters[attr].data if kind == "param" else owner._buffers[attr]
+            value = np.asarray(backend.asnumpy(state[name]))
+            if tuple(value.shape) != tuple(current.shape):
+                raise ValueError(f"load_state_dict: {name} has shape {tuple(current.shape)} in "
+                                 f"the model but {tuple(value.shape)} in the state dict")
+            xp = backend.get_array_module(current)
+            new = xp.asarray(value, dtype=current.dtype)
+            if kind == "param":
+                owner._parameters[attr].data = new
+            else:
+                owner._buffers[attr] = new
+
+    def _state_slots(self):
+        slots = OrderedDict()
+        for prefix, layer in self.named_layers():
+            for attr in layer._parameters:
+                slots[f"{prefix}.{attr}" if prefix else attr] = (layer, attr, "param")
+            for attr in layer._buffers:
+                slots[f"{prefix}.{attr}" if prefix else attr] = (layer, attr, "buffer")
+        return slots
+
+    # ------------------------------------------------------------------ devices and dtypes
+    def _map_arrays(self, fn) -> None:
+        for _, layer in self.named_layers():
+            for p in layer._parameters.values():
+                p.data, p.grad = fn(p.data), fn(p.grad)
+            for name, b in list(layer._buffers.items()):
+                if b is not None:
+                    layer._buffers[name] = fn(b)
+            object.__setattr__(layer, "_cache", None)  # cached arrays live on the old device
+
+    def to(self, device: str) -> "Layer":
+        """Move every parameter, gradient and buffer to "cpu" (numpy) or "gpu" (cupy)."""
+        backend.check_device(device)
+        self._map_arrays(lambda a: backend.to_device(a, device))
+        return self
+
+    def astype(self, dtype) -> "Layer":
+        """Cast floating parameters, gradients and buffers to ``dtype`` (float64 for gradchecks)."""
+        def cast(a):
+            return a.astype(dtype) if np.issubdtype(a.dtype, np.floating) else a
+        self._map_arrays(cast)
+        return self
+
+    # ------------------------------------------------------------------ display
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        if not self._children:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, child in self._children.items():
+            child_lines = repr(child).splitlines()
+            lines.append(f"  ({name}): " + child_lines[0])
+            lines.extend("  " + line for line in child_lines[1:])
+        lines.append(")")
+        return "\n".join(lines)
+

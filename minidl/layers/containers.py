@@ -1,0 +1,66 @@
+"""Containers: Sequential (a chain) and Residual (``body(x) + shortcut(x)``)."""
+from __future__ import annotations
+
+from .base import Layer
+
+
+class Sequential(Layer):
+    """Apply layers in order; children are named ``"0"``, ``"1"``, ... like PyTorch."""
+
+    def __init__(self, *layers: Layer):
+        super().__init__()
+        for i, layer in enumerate(layers):
+            self.add_child(str(i), layer)
+
+    def append(self, layer: Layer) -> "Sequential":
+        self.add_child(str(len(self._children)), layer)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._children)
+
+    def __getitem__(self, index: int) -> Layer:
+        return list(self._children.values())[index]
+
+    def __iter__(self):
+        return iter(self._children.values())
+
+    def forward(self, x):
+        for layer in self._children.values():
+            x = layer(x)
+        return x
+
+    def backward(self, dout):
+        for layer in reversed(self._children.values()):
+            dout = layer.backward(dout)
+        return dout
+
+
+class Residual(Layer):
+    """``y = body(x) + shortcut(x)``; the shortcut is the identity when None (He et al., 2016).
+
+    Backward sends the same ``dout`` down both branches and sums their input gradients, which
+    is why no layer may modify ``dout`` in place.
+    """
+
+    def __init__(self, body: Layer, shortcut: Layer | None = None):
+        super().__init__()
+        self.body = body
+        if shortcut is not None:
+            self.shortcut = shortcut
+
+    def forward(self, x):
+        out = self.body(x)
+        skip = self.shortcut(x) if "shortcut" in self._children else x
+        if out.shape != skip.shape:
+            raise ValueError(f"Residual: body output {tuple(out.shape)} and shortcut output "
+                             f"{tuple(skip.shape)} differ; give a shortcut layer that matches")
+        self._cache = True
+        return out + skip
+
+    def backward(self, dout):
+        self._saved()
+        dx = self.body.backward(dout)
+        if "shortcut" in self._children:
+            return dx + self.shortcut.backward(dout)
+        return dx + dout
