@@ -97,22 +97,27 @@ class Layer:
     def __call__(self, x):
         return self.forward(x)
 
+    def describe(self) -> str:
+        """One-line name for error messages, e.g. ``Conv2d(3, 16, kernel_size=(3, 3))``."""
+        return f"{type(self).__name__}({self.extra_repr()})"
+
     def _saved(self):
         """The cache written by the last forward; a RuntimeError if there was none."""
         if self._cache is None:
-            raise RuntimeError(f"{self!r}: backward called before forward")
+            raise RuntimeError(f"{self.describe()}: backward called before forward")
         return self._cache
 
     def _check_input(self, x, ndim: int, channels: int | None = None, layout: str = ""):
         """Raise a ValueError naming this layer and the expected/actual shapes."""
+        name = self.describe()
         shape = getattr(x, "shape", None)
         if shape is None:
-            raise ValueError(f"{self!r}: expected an array, got {type(x).__name__}")
+            raise ValueError(f"{name}: expected an array, got {type(x).__name__}")
         layout = layout or ("(N, C, H, W)" if ndim == 4 else "(N, C)" if ndim == 2 else f"{ndim}-d")
         if len(shape) != ndim:
-            raise ValueError(f"{self!r}: expected input of shape {layout}, got {tuple(shape)}")
+            raise ValueError(f"{name}: expected input of shape {layout}, got {tuple(shape)}")
         if channels is not None and shape[1] != channels:
-            raise ValueError(f"{self!r}: expected {channels} input channels (shape[1]), "
+            raise ValueError(f"{name}: expected {channels} input channels (shape[1]), "
                              f"got input of shape {tuple(shape)}")
 
     # ------------------------------------------------------------------ modes
@@ -171,7 +176,8 @@ class Layer:
         for name, p in self.named_parameters():
             state[name] = backend.asnumpy(p.data).copy()
         for name, b in self.named_buffers():
-            state[name] = backend.asnumpy(b).copy()
+            if b is not None:
+                state[name] = backend.asnumpy(b).copy()
         return state
 
     def load_state_dict(self, state, strict: bool = True) -> None:
@@ -191,7 +197,7 @@ class Layer:
                 raise ValueError(f"load_state_dict: {name} has shape {tuple(current.shape)} in "
                                  f"the model but {tuple(value.shape)} in the state dict")
             xp = backend.get_array_module(current)
-            new = xp.asarray(value, dtype=current.dtype)
+            new = xp.array(value, dtype=current.dtype, copy=True)  # never alias the caller's arrays
             if kind == "param":
                 owner._parameters[attr].data = new
             else:
