@@ -1,0 +1,169 @@
+"""Max, average and global-average pooling over (N, C, H, W) inputs.
+
+Windows are read as kh*kw strided slices of the (padded) input, one slice per kernel offset,
+so there is no loop over the batch or the pixels. The backward passes scatter the gradient
+back by adding into the same kh*kw strided slices: where windows overlap (stride < kernel)
+the contributions of every window add, which is what the chain rule asks for, and it avoids
+the slow ``np.add.at``.
+"""
+from __future__ import annotations
+
+from .. import backend
+from .._shapes import conv_output_size, pair
+
+
+def pool_geometry(x_shape, kernel_size, stride=None, padding=0, who: str = "pool2d"):
+    """Validate pooling hyper-parameters against an input shape and return the window geometry.
+
+    x_shape: (N, C, H, W). ``stride`` defaults to ``kernel_size`` (PyTorch). Returns
+    ``((kh, kw), (sh, sw), (ph, pw), (Ho, Wo))``. Raises ValueError naming ``who``.
+    """
+    (kh, kw), (sh, sw), (ph, pw) = check_pool_params(kernel_size, stride, padding, who)
+    if len(x_shape) != 4:
+        raise ValueError(f"{who}: expected input of shape (N, C, H, W), got {tuple(x_shape)}")
+    H, W = x_shape[2], x_shape[3]
+    if H + 2 * ph < kh or W + 2 * pw < kw:
+        raise ValueError(f"{who}: kernel {(kh, kw)} is larger than the padded input "
+                         f"{(H + 2 * ph, W + 2 * pw)} (input of shape {tuple(x_shape)}, "
+                         f"padding {(ph, pw)})")
+    Ho = conv_output_size(H, kh, sh, ph)
+    Wo = conv_output_size(W, kw, sw, pw)
+    return (kh, kw), (sh, sw), (ph, pw), (Ho, Wo)
+
+
+def check_pool_params(kernel_size, stride=None, padding=0, who: str = "pool2d"):
+    """Validate kernel/stride/padding (no input needed); return them as three pairs.
+
+    PyTorch's rule: padding may be at most half the kernel, otherwise a window could lie
+    entirely in the padding (an all ``-inf`` max or a meaningless average).
+    """
+    kh, kw = pair(kernel_size, "kernel_size")
+    sh, sw = (kh, kw) if stride is None else pair(stride, "stride")
+    ph, pw = pair(padding, "padding")
+    if kh < 1 or kw < 1:
+        raise ValueError(f"{who}: kernel_size must be positive, got {(kh, kw)}")
+    if sh < 1 or sw < 1:
+        raise ValueError(f"{who}: stride must be positive, got {(sh, sw)}")
+    if ph < 0 or pw < 0:
+        raise ValueError(f"{who}: padding must be non-negative, got {(ph, pw)}")
+    if 2 * ph > kh or 2 * pw > kw:
+        raise ValueError(f"{who}: padding {(ph, pw)} must be at most half the kernel size "
+                         f"{(kh, kw)}")
+    return (kh, kw), (sh, sw), (ph, pw)
+
+
+def _window_slice(i, j, stride, out_hw):
+    """Index of the input pixels seen at kernel offset (i, j) by every output position."""
+    (sh, sw), (Ho, Wo) = stride, out_hw
+    return (slice(None), slice(None), slice(i, i + sh * (Ho - 1) + 1, sh),
+            slice(j, j + sw * (Wo - 1) + 1, sw))
+
+
+def _pad(x, padding, value):
+    ph, pw = padding
+    if ph == 0 and pw == 0:
+        return x
+    xp = backend.get_array_module(x)
+    return xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), mode="constant", constant_values=value)
+
+
+def _scatter_shape(x_shape, padding):
+    N, C, H, W = x_shape
+    return (N, C, H + 2 * padding[0], W + 2 * padding[1])
+
+
+def _crop(dx_padded, x_shape, padding):
+    ph, pw = padding
+    H, W = x_shape[2], x_shape[3]
+    return dx_padded[:, :, ph:ph + H, pw:pw + W]
+
+
+def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
+    """Max pooling; the padding is ``-inf`` so it never wins (PyTorch semantics).
+
+    x: (N, C, H, W) -> out: (N, C, Ho, Wo). Ties inside a window send the whole gradient to
+    the FIRST maximum in row-major window order (like ``argmax``; PyTorch's CPU kernel does
+    the same), so the backward is a valid subgradient and gradients are not split.
+    """
+    xp = backend.get_array_module(x)
+    kernel, stride, padding, out_hw = pool_geometry(x.shape, kernel_size, stride, padding,
+                                                    "maxpool2d")
+    kh, kw = kernel
+    xpad = _pad(x, padding, -xp.inf)
+    # Running max over kernel offsets: memory stays O(output), never O(kh*kw*output).
+    out = xpad[_window_slice(0, 0, stride, out_hw)].copy()
+    index_type = xp.uint8 if kh * kw <= 256 else xp.int32
+    argmax = xp.zeros(out.shape, dtype=index_type)
+    for k in range(1, kh * kw):
+        window = xpad[_window_slice(k // kw, k % kw, stride, out_hw)]
+        better = window > out  # strict: an equal later value does not steal the first max
+        xp.maximum(out, window, out=out)
+        # argmax = where(better, k, argmax), written arithmetically: several times faster
+        # than np.where or a boolean-mask assignment on large arrays.
+        argmax *= ~better
+        argmax += better * index_type(k)
+    cache = {"x_shape": x.shape, "dtype": x.dtype, "kernel": kernel, "stride": stride,
+             "padding": padding, "out_hw": out_hw, "argmax": argmax}
+    return out, cache
+
+
+def maxpool2d_backward(dout, cache):
+    """dout: (N, C, Ho, Wo) -> dx: (N, C, H, W); each output's gradient goes to its argmax."""
+    xp = backend.get_array_module(dout)
+    kh, kw = cache["kernel"]
+    argmax, stride, out_hw = cache["argmax"], cache["stride"], cache["out_hw"]
+    dxpad = xp.zeros(_scatter_shape(cache["x_shape"], cache["padding"]), dtype=cache["dtype"])
+    for k in range(kh * kw):
+        # A 0/1 mask times dout (faster than np.where) sends each gradient to its argmax only.
+        dxpad[_window_slice(k // kw, k % kw, stride, out_hw)] += (argmax == k) * dout
+    return _crop(dxpad, cache["x_shape"], cache["padding"])
+
+
+def avgpool2d_forward(x, kernel_size, stride=None, padding=0):
+    """Average pooling with zero padding counted in the divisor (PyTorch's count_include_pad=True).
+
+    x: (N, C, H, W) -> out: (N, C, Ho, Wo); every window divides by kh*kw.
+    """
+    kernel, stride, padding, out_hw = pool_geometry(x.shape, kernel_size, stride, padding,
+                                                    "avgpool2d")
+    kh, kw = kernel
+    xpad = _pad(x, padding, 0)
+    out = xpad[_window_slice(0, 0, stride, out_hw)].copy()
+    for k in range(1, kh * kw):
+        out += xpad[_window_slice(k // kw, k % kw, stride, out_hw)]
+    out /= kh * kw
+    cache = {"x_shape": x.shape, "dtype": x.dtype, "kernel": kernel, "stride": stride,
+             "padding": padding, "out_hw": out_hw}
+    return out, cache
+
+
+def avgpool2d_backward(dout, cache):
+    """dout: (N, C, Ho, Wo) -> dx: (N, C, H, W); each window spreads dout/(kh*kw) over itself."""
+    xp = backend.get_array_module(dout)
+    kh, kw = cache["kernel"]
+    stride, out_hw = cache["stride"], cache["out_hw"]
+    share = (dout / (kh * kw)).astype(cache["dtype"], copy=False)
+    dxpad = xp.zeros(_scatter_shape(cache["x_shape"], cache["padding"]), dtype=cache["dtype"])
+    for k in range(kh * kw):
+        dxpad[_window_slice(k // kw, k % kw, stride, out_hw)] += share
+    return _crop(dxpad, cache["x_shape"], cache["padding"])
+
+
+def global_avgpool2d_forward(x):
+    """Mean over the spatial axes (Lin et al., 2014, "Network In Network").
+
+    x: (N, C, H, W) -> out: (N, C).
+    """
+    if x.ndim != 4:
+        raise ValueError(f"global_avgpool2d: expected input of shape (N, C, H, W), "
+                         f"got {tuple(x.shape)}")
+    return x.mean(axis=(2, 3)), {"x_shape": x.shape, "dtype": x.dtype}
+
+
+def global_avgpool2d_backward(dout, cache):
+    """dout: (N, C) -> dx: (N, C, H, W), each pixel receiving dout / (H * W)."""
+    xp = backend.get_array_module(dout)
+    N, C, H, W = cache["x_shape"]
+    dx = xp.empty(cache["x_shape"], dtype=cache["dtype"])
+    dx[...] = (dout / (H * W))[:, :, None, None]
+    return dx
