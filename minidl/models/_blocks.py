@@ -1,0 +1,95 @@
+"""Building blocks shared by the model families: named chains, post-activation residuals, checks."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..layers.activations import get_activation
+from ..layers.base import Layer
+from ..layers.containers import Residual, Sequential
+from ..layers.dropout import Dropout
+
+
+class NamedSequential(Sequential):
+    """A Sequential whose children carry meaningful names ("conv1", "bn1", ...) instead of "0", "1".
+
+    ``layers`` is a mapping or a sequence of ``(name, layer)`` pairs; ``None`` entries are
+    skipped, so optional pieces (a BatchNorm when ``bn=False``) need no branching at call sites.
+    """
+
+    def __init__(self, layers=()):
+        super().__init__()
+        items = layers.items() if isinstance(layers, Mapping) else layers
+        for name, layer in items:
+            if layer is not None:
+                self.add_child(name, layer)
+
+
+class ResidualBlock(Residual):
+    """``y = act(body(x) + shortcut(x))``: the activation follows the sum (He et al., 2016).
+
+    x: (N, C, H, W) -> (N, C', H', W'). The shortcut is the identity when None.
+    """
+
+    def __init__(self, body: Layer, shortcut: Layer | None = None, act: Layer | None = None):
+        super().__init__(body, shortcut)
+        if act is not None:
+            self.act = act
+
+    def forward(self, x):
+        out = super().forward(x)
+        return self.act(out) if "act" in self._children else out
+
+    def backward(self, dout):
+        if "act" in self._children:
+            dout = self.act.backward(dout)
+        return super().backward(dout)
+
+
+def make_rng(seed, rng):
+    """The generator every layer of a model draws its initial weights from, in creation order.
+
+    An explicit ``rng`` wins; otherwise ``seed`` seeds a fresh one; with both None the layers
+    fall back to ``minidl.init``'s global generator.
+    """
+    if rng is not None:
+        return rng
+    return None if seed is None else np.random.default_rng(seed)
+
+
+def make_activation(name: str) -> Layer:
+    """A fresh activation layer: each position needs its own, because layers cache their input."""
+    return get_activation(name)
+
+
+def check_positive_int(model: str, **values) -> None:
+    """Raise a ValueError naming ``model`` unless every value is an int >= 1."""
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{model}: {key} must be a positive int, got {value!r}")
+
+
+def check_non_negative_int(model: str, **values) -> None:
+    """Raise a ValueError naming ``model`` unless every value is an int >= 0."""
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{model}: {key} must be a non-negative int, got {value!r}")
+
+
+def check_probability(model: str, **values) -> None:
+    """Raise a ValueError naming ``model`` unless every value is in [0, 1)."""
+    for key, value in values.items():
+        if not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise ValueError(f"{model}: {key} must be a probability in [0, 1), got {value!r}")
+
+
+def dropout_layer(p: float, rng=None) -> Layer | None:
+    """A Dropout layer, or None (left out of the chain) when ``p`` is 0.
+
+    Its mask generator is spawned from the model's ``rng``: seeded like the weights, and
+    spawning does not advance ``rng``, so turning dropout on leaves the initial weights alone.
+    """
+    if p == 0:
+        return None
+    return Dropout(p, rng=None if rng is None else rng.spawn(1)[0])

@@ -1,0 +1,54 @@
+"""LeNet-5 (LeCun et al., 1998, "Gradient-Based Learning Applied to Document Recognition"), adapted.
+
+conv5(6) -> pool -> conv5(16) -> pool -> C5 -> FC-84 -> classifier, with ReLU and max pooling by
+default instead of scaled tanh and trainable sub-sampling. C5 (the "FC-120") is, as in the
+paper, a 5x5 convolution with 120 maps: on the paper's 32x32-padded input its output is 1x1,
+so it equals a fully connected layer on the 16x5x5 map. The first conv pads by 2, which is how
+the paper fed 28x28 MNIST digits as 32x32; a global average pool after C5 keeps the head
+independent of the input size (a 32x32 input leaves a 2x2 C5 map to average).
+"""
+from __future__ import annotations
+
+from .. import layers as L
+from ._blocks import (NamedSequential, check_positive_int, check_probability, dropout_layer,
+                      make_activation, make_rng)
+from .registry import register
+
+POOLS = {"max": L.MaxPool2d, "avg": L.AvgPool2d}
+
+
+class LeNet5(NamedSequential):
+    """LeNet-5: x: (N, in_channels, H, W) with H, W >= 28 -> logits (N, num_classes).
+
+    Children: ``features`` (``conv1``, ``act1``, ``pool1``, ``conv2``, ``act2``, ``pool2``,
+    ``conv3``, ``act3``), ``pool``, ``flatten``, ``classifier`` (``fc1``, ``act1``, [``drop1``],
+    ``fc2``).
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, activation: str = "relu",
+                 pool: str = "max", dropout: float = 0.0, conv_method: str = "im2col",
+                 seed: int | None = 0, rng=None):
+        check_positive_int("LeNet5", in_channels=in_channels, num_classes=num_classes)
+        check_probability("LeNet5", dropout=dropout)
+        if pool not in POOLS:
+            raise ValueError(f"LeNet5: pool must be one of {sorted(POOLS)}, got {pool!r}")
+        super().__init__()
+        rng = make_rng(seed, rng)
+
+        def conv(c_in, c_out, padding=0):
+            return L.Conv2d(c_in, c_out, 5, padding=padding, method=conv_method, rng=rng)
+
+        self.features = NamedSequential([
+            ("conv1", conv(in_channels, 6, padding=2)), ("act1", make_activation(activation)),
+            ("pool1", POOLS[pool](2)),
+            ("conv2", conv(6, 16)), ("act2", make_activation(activation)),
+            ("pool2", POOLS[pool](2)),
+            ("conv3", conv(16, 120)), ("act3", make_activation(activation))])
+        self.pool = L.GlobalAvgPool2d()
+        self.flatten = L.Flatten()
+        self.classifier = NamedSequential([
+            ("fc1", L.Linear(120, 84, rng=rng)), ("act1", make_activation(activation)),
+            ("drop1", dropout_layer(dropout, rng)), ("fc2", L.Linear(84, num_classes, rng=rng))])
+
+
+register("lenet5")(LeNet5)

@@ -1,0 +1,84 @@
+"""MobileNet (Howard et al., 2017, "MobileNets: Efficient Convolutional Neural Networks for
+Mobile Vision Applications"), sized for 32x32 inputs.
+
+A 3x3 conv, then 13 depthwise-separable blocks (depthwise 3x3 conv with groups=C -> BN -> act,
+pointwise 1x1 conv -> BN -> act) with the paper's channels and strides, global average pooling
+and a linear classifier. For 32x32 the stem has stride 1 instead of 2 (as in common CIFAR
+ports), so the four stride-2 blocks take 32x32 to 2x2 (28x28 to 2x2 as well).
+``width_mult`` is the paper's width multiplier alpha, applied to every layer's channels.
+"""
+from __future__ import annotations
+
+from .. import layers as L
+from ._blocks import (NamedSequential, check_positive_int, check_probability, dropout_layer,
+                      make_activation, make_rng)
+from .registry import register
+
+STEM_CHANNELS = 32
+# (output channels, stride) of the 13 depthwise-separable blocks in Table 1 of the paper
+BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
+          (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))
+
+
+def scaled(channels: int, width_mult: float) -> int:
+    """Channels after the width multiplier (at least 1)."""
+    return max(1, int(round(channels * width_mult)))
+
+
+def separable_block(c_in, c_out, stride, act, conv_method, rng) -> NamedSequential:
+    """Depthwise 3x3 (groups=c_in) -> BN -> act -> pointwise 1x1 -> BN -> act.
+
+    x: (N, c_in, H, W) -> (N, c_out, H / stride, W / stride). Convs have no bias (BN follows).
+    """
+    return NamedSequential([
+        ("dw", L.Conv2d(c_in, c_in, 3, stride=stride, padding=1, groups=c_in, bias=False,
+                        method=conv_method, rng=rng)),
+        ("bn1", L.BatchNorm2d(c_in)), ("act1", act()),
+        ("pw", L.Conv2d(c_in, c_out, 1, bias=False, method=conv_method, rng=rng)),
+        ("bn2", L.BatchNorm2d(c_out)), ("act2", act())])
+
+
+class MobileNet(NamedSequential):
+    """MobileNet v1 for small images: x: (N, in_channels, H, W) -> logits (N, num_classes).
+
+    Children: ``stem`` (conv, bn, act), ``blocks`` (``0`` ... ``12``, each ``dw``, ``bn1``,
+    ``act1``, ``pw``, ``bn2``, ``act2``), ``pool``, ``flatten``, [``dropout``], ``classifier``.
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, width_mult: float = 1.0,
+                 activation: str = "relu", dropout: float = 0.0, conv_method: str = "im2col",
+                 seed: int | None = 0, rng=None):
+        check_positive_int("MobileNet", in_channels=in_channels, num_classes=num_classes)
+        check_probability("MobileNet", dropout=dropout)
+        if not isinstance(width_mult, (int, float)) or width_mult <= 0:
+            raise ValueError(f"MobileNet: width_mult must be a positive number, got {width_mult!r}")
+        super().__init__()
+        rng = make_rng(seed, rng)
+        self._summary = f"width_mult={width_mult}"
+
+        def act():
+            return make_activation(activation)
+
+        c_in = scaled(STEM_CHANNELS, width_mult)
+        self.stem = NamedSequential([
+            ("conv", L.Conv2d(in_channels, c_in, 3, padding=1, bias=False,
+                              method=conv_method, rng=rng)),
+            ("bn", L.BatchNorm2d(c_in)), ("act", act())])
+        blocks = []
+        for channels, stride in BLOCKS:
+            c_out = scaled(channels, width_mult)
+            blocks.append(separable_block(c_in, c_out, stride, act, conv_method, rng))
+            c_in = c_out
+        self.blocks = L.Sequential(*blocks)
+        self.pool = L.GlobalAvgPool2d()
+        self.flatten = L.Flatten()
+        drop = dropout_layer(dropout, rng)
+        if drop is not None:
+            self.dropout = drop
+        self.classifier = L.Linear(c_in, num_classes, rng=rng)
+
+    def extra_repr(self) -> str:
+        return self._summary
+
+
+register("mobilenet")(MobileNet)

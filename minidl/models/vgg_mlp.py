@@ -1,0 +1,103 @@
+"""VGG-08 and VGG-38 as in the Edinburgh MLP coursework framework (report 003 in the seeds).
+
+Entry block (3x3 conv without bias -> BatchNorm2d -> leaky ReLU), then ``num_stages`` stages of
+``num_blocks_per_stage`` processing blocks and one dimensionality-reduction block, then global
+average pooling and a linear classifier. With ``bn=True`` a BatchNorm2d follows every conv;
+with ``residual=True`` each processing block becomes ``act(bn(conv2(...)) + x)`` (He et al.,
+2016). VGG-38 without either is the "broken" network whose gradients vanish.
+Global average pooling makes the head independent of the input size (28x28 or 32x32).
+"""
+from __future__ import annotations
+
+from .. import layers as L
+from ._blocks import (NamedSequential, ResidualBlock, check_non_negative_int, check_positive_int,
+                      check_probability, dropout_layer, make_activation, make_rng)
+from .registry import register
+
+
+class VGGMLP(NamedSequential):
+    """The coursework's VGG: x: (N, in_channels, H, W) -> logits (N, num_classes).
+
+    Children: ``features`` (``entry``, then ``stage0``, ``stage1``, ... each holding ``block0``,
+    ``block1``, ... and ``reduction``), ``pool``, ``flatten``, ``dropout`` (if > 0), ``classifier``.
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 100, num_filters: int = 32,
+                 num_blocks_per_stage: int = 5, num_stages: int = 3, bn: bool = False,
+                 residual: bool = False, activation: str = "leaky_relu", dropout: float = 0.0,
+                 conv_method: str = "im2col", seed: int | None = 0, rng=None):
+        check_positive_int("VGGMLP", in_channels=in_channels, num_classes=num_classes,
+                           num_filters=num_filters)
+        check_non_negative_int("VGGMLP", num_blocks_per_stage=num_blocks_per_stage,
+                               num_stages=num_stages)
+        check_probability("VGGMLP", dropout=dropout)
+        super().__init__()
+        rng = make_rng(seed, rng)
+        self._summary = (f"num_filters={num_filters}, num_blocks_per_stage={num_blocks_per_stage}, "
+                         f"num_stages={num_stages}, bn={bn}, residual={residual}")
+        width = num_filters
+
+        def conv(bias, c_in=width):
+            return L.Conv2d(c_in, width, 3, padding=1, bias=bias, method=conv_method, rng=rng)
+
+        def norm():
+            return L.BatchNorm2d(width) if bn else None
+
+        def act():
+            return make_activation(activation)
+
+        # the entry BatchNorm exists even when bn=False, as in the coursework framework
+        stages = [("entry", NamedSequential([("conv", conv(False, in_channels)),
+                                             ("bn", L.BatchNorm2d(width)), ("act", act())]))]
+        for s in range(num_stages):
+            blocks = [(f"block{b}", _processing_block(conv, norm, act, residual))
+                      for b in range(num_blocks_per_stage)]
+            blocks.append(("reduction", _reduction_block(conv, norm, act)))
+            stages.append((f"stage{s}", NamedSequential(blocks)))
+        self.features = NamedSequential(stages)
+        self.pool = L.GlobalAvgPool2d()
+        self.flatten = L.Flatten()
+        drop = dropout_layer(dropout, rng)
+        if drop is not None:
+            self.dropout = drop
+        self.classifier = L.Linear(width, num_classes, rng=rng)
+
+    def extra_repr(self) -> str:
+        return self._summary
+
+
+def _processing_block(conv, norm, act, residual):
+    """conv3x3 (no bias) -> [bn] -> act -> conv3x3 (no bias) -> [bn] -> act, optionally + x."""
+    body = [("conv1", conv(False)), ("bn1", norm()), ("act1", act()),
+            ("conv2", conv(False)), ("bn2", norm())]
+    if residual:
+        # the skip joins just before the final activation: act(bn2(conv2(...)) + x)
+        return ResidualBlock(NamedSequential(body), act=act())
+    return NamedSequential(body + [("act2", act())])
+
+
+def _reduction_block(conv, norm, act):
+    """conv3x3 (bias) -> [bn] -> act -> 2x2 average pool -> conv3x3 (bias) -> [bn] -> act."""
+    return NamedSequential([("conv1", conv(True)), ("bn1", norm()), ("act1", act()),
+                            ("pool", L.AvgPool2d(2)),
+                            ("conv2", conv(True)), ("bn2", norm()), ("act2", act())])
+
+
+@register("vgg08")
+def vgg08(in_channels: int = 3, num_classes: int = 100, num_filters: int = 32,
+          num_blocks_per_stage: int = 0, num_stages: int = 3, bn: bool = False,
+          residual: bool = False, activation: str = "leaky_relu", dropout: float = 0.0,
+          conv_method: str = "im2col", seed: int | None = 0, rng=None) -> VGGMLP:
+    """VGG-08: 7 convs + 1 linear (3 reduction blocks, no processing blocks); 59,716 params."""
+    return VGGMLP(in_channels, num_classes, num_filters, num_blocks_per_stage, num_stages, bn,
+                  residual, activation, dropout, conv_method, seed, rng)
+
+
+@register("vgg38")
+def vgg38(in_channels: int = 3, num_classes: int = 100, num_filters: int = 32,
+          num_blocks_per_stage: int = 5, num_stages: int = 3, bn: bool = False,
+          residual: bool = False, activation: str = "leaky_relu", dropout: float = 0.0,
+          conv_method: str = "im2col", seed: int | None = 0, rng=None) -> VGGMLP:
+    """VGG-38: 37 conv layers + 1 linear (5 processing blocks per stage); 336,196 params."""
+    return VGGMLP(in_channels, num_classes, num_filters, num_blocks_per_stage, num_stages, bn,
+                  residual, activation, dropout, conv_method, seed, rng)

@@ -1,0 +1,171 @@
+"""The models agree with PyTorch re-implementations: same weights in, same outputs and gradients.
+
+The torch networks below are written from the papers' descriptions, independently of
+``minidl.models``; parameters are copied across in definition order (both frameworks list
+them in the order the layers are created), so a wrongly placed BatchNorm, activation or skip
+shows up as a mismatch.
+"""
+import numpy as np
+import pytest
+
+from minidl import models
+from minidl.layers import BatchNorm2d
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+F = torch.nn.functional
+
+
+class TorchProcessingBlock(nn.Module):
+    def __init__(self, f):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(f, f, 3, padding=1, bias=False), nn.BatchNorm2d(f)
+        self.conv2, self.bn2 = nn.Conv2d(f, f, 3, padding=1, bias=False), nn.BatchNorm2d(f)
+
+    def forward(self, x):
+        out = F.leaky_relu(self.bn1(self.conv1(x)))
+        return F.leaky_relu(self.bn2(self.conv2(out)) + x)
+
+
+class TorchReductionBlock(nn.Module):
+    def __init__(self, f):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(f, f, 3, padding=1), nn.BatchNorm2d(f)
+        self.conv2, self.bn2 = nn.Conv2d(f, f, 3, padding=1), nn.BatchNorm2d(f)
+
+    def forward(self, x):
+        out = F.avg_pool2d(F.leaky_relu(self.bn1(self.conv1(x))), 2)
+        return F.leaky_relu(self.bn2(self.conv2(out)))
+
+
+class TorchVGG38(nn.Module):
+    """The coursework's VGG with BN and residual processing blocks."""
+
+    def __init__(self, c_in, f, blocks, stages, classes):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(c_in, f, 3, padding=1, bias=False), nn.BatchNorm2d(f)
+        layers = []
+        for _ in range(stages):
+            layers += [TorchProcessingBlock(f) for _ in range(blocks)] + [TorchReductionBlock(f)]
+        self.stages = nn.Sequential(*layers)
+        self.fc = nn.Linear(f, classes)
+
+    def forward(self, x):
+        out = self.stages(F.leaky_relu(self.bn(self.conv(x))))
+        return self.fc(out.mean(dim=(2, 3)))
+
+
+class TorchBasicBlock(nn.Module):
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
+                                          nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class TorchResNet18(nn.Module):
+    def __init__(self, c_in, w, classes):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(c_in, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w)
+        blocks, c = [], w
+        for i in range(4):
+            for b in range(2):
+                blocks.append(TorchBasicBlock(c, w * 2 ** i, 2 if i > 0 and b == 0 else 1))
+                c = w * 2 ** i
+        self.layers = nn.Sequential(*blocks)
+        self.linear = nn.Linear(c, classes)
+
+    def forward(self, x):
+        out = self.layers(F.relu(self.bn1(self.conv1(x))))
+        return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
+class TorchMobileNet(nn.Module):
+    CFG = [64, (128, 2), 128, (256, 2), 256, (512, 2), 512, 512, 512, 512, 512, (1024, 2), 1024]
+
+    def __init__(self, c_in, alpha, classes):
+        super().__init__()
+        c = int(round(32 * alpha))
+        layers = [nn.Conv2d(c_in, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
+        for item in self.CFG:
+            out, stride = item if isinstance(item, tuple) else (item, 1)
+            out = int(round(out * alpha))
+            layers += [nn.Conv2d(c, c, 3, stride, 1, groups=c, bias=False), nn.BatchNorm2d(c),
+                       nn.ReLU(), nn.Conv2d(c, out, 1, bias=False), nn.BatchNorm2d(out), nn.ReLU()]
+            c = out
+        self.features = nn.Sequential(*layers)
+        self.linear = nn.Linear(c, classes)
+
+    def forward(self, x):
+        return self.linear(self.features(x).mean(dim=(2, 3)))
+
+
+def _copy_into_torch(ours, theirs):
+    """Copy our parameters and BatchNorm running statistics into the torch model, in order."""
+    params = list(theirs.parameters())
+    buffers = [b for n, b in theirs.named_buffers() if not n.endswith("num_batches_tracked")]
+    ours_p, ours_b = ours.parameters(), [b for _, b in ours.named_buffers()]
+    assert [tuple(p.shape) for p in params] == [p.shape for p in ours_p]
+    assert [tuple(b.shape) for b in buffers] == [b.shape for b in ours_b]
+    with torch.no_grad():
+        for t, p in zip(params, ours_p):
+            t.copy_(torch.from_numpy(np.asarray(p.data, dtype=np.float64)))
+        for t, b in zip(buffers, ours_b):
+            t.copy_(torch.from_numpy(np.asarray(b, dtype=np.float64)))
+
+
+def _randomise_batchnorm(model, rng):
+    """Non-trivial BN affine parameters and running statistics, so misplaced BNs are visible."""
+    for _, layer in model.named_layers():
+        if isinstance(layer, BatchNorm2d):
+            shape = layer.weight.shape
+            layer.weight.data = rng.uniform(0.5, 1.5, shape)
+            layer.bias.data = rng.normal(0.0, 0.2, shape)
+            layer.running_mean = rng.normal(0.0, 0.1, shape)
+            layer.running_var = rng.uniform(0.5, 1.5, shape)
+
+
+CASES = {
+    "vgg38": (dict(num_filters=4, num_blocks_per_stage=2, bn=True, residual=True, num_classes=6),
+              lambda c_in: TorchVGG38(c_in, 4, 2, 3, 6)),
+    "resnet18": (dict(width=4, num_classes=6), lambda c_in: TorchResNet18(c_in, 4, 6)),
+    "mobilenet": (dict(width_mult=0.125, num_classes=6),
+                  lambda c_in: TorchMobileNet(c_in, 0.125, 6)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_forward_and_backward_match_torch(name, training):
+    options, make_torch = CASES[name]
+    rng = np.random.default_rng(0)
+    ours = models.build(name, in_channels=3, seed=1, **options).astype(np.float64)
+    _randomise_batchnorm(ours, rng)
+    theirs = make_torch(3).double()
+    _copy_into_torch(ours, theirs)
+    ours.train(training)
+    theirs.train(training)
+
+    x = rng.standard_normal((4, 3, 32, 32))
+    dout = rng.standard_normal((4, 6))
+    y = ours(x)
+    ours.zero_grad()
+    dx = ours.backward(dout)
+
+    xt = torch.from_numpy(x).requires_grad_(True)
+    yt = theirs(xt)
+    yt.backward(torch.from_numpy(dout))
+
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-7, atol=1e-10)
+    for (n, p), t in zip(ours.named_parameters(), theirs.parameters()):
+        np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=1e-7, atol=1e-10, err_msg=n)
