@@ -1,0 +1,206 @@
+"""One commented dataclass holds every training option; the command line is generated from it.
+
+Each field's ``metadata`` carries its help text (and ``choices`` where the set is closed), so
+adding an option is one line here and ``--help``, ``config.json`` and resume checks follow
+(nanoGPT's single-source-of-defaults habit, without its ``exec``-based overrides).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "amsgrad")
+SCHEDULES = ("constant", "step", "cosine", "cosine_restarts", "onecycle")
+CONV_METHODS = ("im2col", "fft", "loops")
+DEVICES = ("cpu", "gpu")
+
+# Fields a resumed run may change: everything else must match the folder's config.json.
+RESUMABLE_CHANGES = ("epochs", "resume", "no_progress")
+
+
+def _opt(default, help: str, **extra):
+    """A dataclass field whose metadata becomes the argparse option's help/choices/metavar."""
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class TrainConfig:
+    """Every option of ``python -m minidl.train``; defaults are the coursework's settings."""
+
+    # --- what to train
+    model: str = _opt("", "architecture to train", positional=True)
+    bn: bool = _opt(False, "add BatchNorm after every convolution (fixes the broken vgg38)")
+    residual: bool = _opt(False, "wrap blocks in residual (skip) connections (He et al., 2016)")
+    num_filters: int = _opt(32, "channels of the first stage (later stages scale from it)")
+    num_blocks_per_stage: typing.Optional[int] = _opt(
+        None, "convolutional blocks per stage (the model's own depth when not given)")
+    activation: typing.Optional[str] = _opt(
+        None, "hidden activation, e.g. relu, leaky_relu, elu, swish (the model's own when not "
+              "given)")
+    dropout: float = _opt(0.0, "dropout probability before the classifier (0 disables it)")
+    conv: str = _opt("im2col", "convolution algorithm; all three give the same numbers",
+                     choices=CONV_METHODS)
+
+    # --- data
+    dataset: str = _opt("fashion_mnist", "dataset name (fashion_mnist, cifar10, cifar100, ...)")
+    data_dir: typing.Optional[str] = _opt(
+        None, "folder holding the dataset files (the dataset's standard location when not given)")
+    val_fraction: float = _opt(0.05, "fraction of the training set held out for validation")
+    subset: typing.Optional[int] = _opt(
+        None, "use only N training examples (quick experiments and tests)")
+    augment: bool = _opt(False, "random crop with 4-pixel zero padding + horizontal flip")
+    random_erasing: bool = _opt(False, "random erasing augmentation (Zhong et al., 2017)")
+
+    # --- optimisation
+    epochs: int = _opt(100, "number of passes over the training set")
+    batch_size: int = _opt(100, "examples per mini-batch (training and evaluation)")
+    optimizer: str = _opt("adam", "update rule", choices=OPTIMIZERS)
+    lr: float = _opt(1e-3, "initial learning rate")
+    min_lr: float = _opt(2e-5, "final learning rate of the decaying schedules")
+    schedule: str = _opt("cosine", "learning-rate schedule, stepped once per epoch",
+                         choices=SCHEDULES)
+    weight_decay: float = _opt(0.0, "L2 coefficient added to the gradient by the optimiser")
+
+    # --- running
+    device: str = _opt("cpu", "where to train: cpu (NumPy) or gpu (CuPy)", choices=DEVICES)
+    seed: int = _opt(0, "seed for initialisation, the validation split, shuffling and dropout")
+    out: typing.Optional[str] = _opt(
+        None, "experiment folder (runs/<model>[-bn][-res]-<dataset> when not given)")
+    resume: bool = _opt(False, "continue from <out>/checkpoints/latest.npz (only --epochs may "
+                               "change)")
+    no_progress: bool = _opt(False, "no progress bars (the per-epoch summary lines remain)")
+
+    def default_out(self) -> str:
+        """``runs/<model>[-bn][-res]-<dataset>``, the folder used when ``out`` is not given."""
+        parts = [self.model] + (["bn"] if self.bn else []) + (["res"] if self.residual else [])
+        return str(Path("runs") / "-".join(parts + [self.dataset]))
+
+    def problems(self) -> list[str]:
+        """Human-readable reasons this configuration cannot run (empty when it can)."""
+        checks = [
+            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (self.num_filters >= 1, f"--num-filters must be >= 1, got {self.num_filters}"),
+            (self.num_blocks_per_stage is None or self.num_blocks_per_stage >= 0,
+             f"--num-blocks-per-stage must be >= 0, got {self.num_blocks_per_stage}"),
+            (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+            (self.min_lr >= 0, f"--min-lr must be >= 0, got {self.min_lr}"),
+            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
+            (0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}"),
+            (0 <= self.val_fraction < 1,
+             f"--val-fraction must be in [0, 1), got {self.val_fraction}"),
+            (self.subset is None or self.subset >= 1, f"--subset must be >= 1, got {self.subset}"),
+        ]
+        return [message for ok, message in checks if not ok]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Build from a dict such as config.json; unknown keys are an error naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown option(s) {unknown}")
+        return cls(**values)
+
+    def save_json(self, path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load_json(cls, path) -> "TrainConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def config_differences(old: TrainConfig, new: TrainConfig,
+                       ignore=RESUMABLE_CHANGES) -> list[tuple[str, object, object]]:
+    """``[(field, old value, new value)]`` for fields that differ, except those in ``ignore``."""
+    a, b = old.to_dict(), new.to_dict()
+    return [(k, a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]]
+
+
+def option_name(field_name: str) -> str:
+    """``batch_size`` -> ``--batch-size``."""
+    return "--" + field_name.replace("_", "-")
+
+
+def _scalar_type(hint):
+    """The concrete type behind ``Optional[T]``, e.g. ``int`` for ``Optional[int]``."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Append "(default: X)" to help text, except for flags and options without a default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        no_default = action.default is None or action.default is False
+        if action.option_strings and not no_default and action.default is not argparse.SUPPRESS:
+            text += " (default: %(default)s)"
+        return text
+
+
+def build_parser(model_choices=None,
+                 prog: str = "python -m minidl.train") -> argparse.ArgumentParser:
+    """An argparse parser with one option per TrainConfig field (help and defaults from it)."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Train a minidl model; writes config.json, metrics.csv, checkpoints/, "
+                    "curves.png, gradient_flow.png, grad_flow.csv and test_summary.json "
+                    "into the experiment folder.",
+        formatter_class=_HelpFormatter)
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        meta = dict(f.metadata)
+        kind = _scalar_type(hints[f.name])
+        kwargs = {"help": meta["help"]}
+        if meta.get("positional"):
+            if model_choices is not None:
+                kwargs["choices"] = list(model_choices)
+                kwargs["metavar"] = "MODEL"
+                kwargs["help"] += f": {', '.join(model_choices)}"
+            parser.add_argument(f.name, **kwargs)
+            continue
+        if kind is bool:
+            parser.add_argument(option_name(f.name), dest=f.name, action="store_true",
+                                default=f.default, **kwargs)
+            continue
+        if "choices" in meta:
+            kwargs["choices"] = list(meta["choices"])
+        parser.add_argument(option_name(f.name), dest=f.name, type=kind, default=f.default,
+                            metavar=f.name.upper() if "choices" not in meta else None, **kwargs)
+    return parser
+
+
+def parse_config(argv=None, model_choices=None) -> TrainConfig:
+    """Parse a command line into a TrainConfig (argparse exits with code 2 on bad input)."""
+    args = build_parser(model_choices).parse_args(argv)
+    return TrainConfig(**vars(args))
+
+
+def to_argv(config: TrainConfig) -> list[str]:
+    """The command line that reproduces ``config`` (only options that differ from defaults)."""
+    defaults = TrainConfig()
+    argv = [config.model]
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(config, f.name)
+        if f.metadata.get("positional") or value == getattr(defaults, f.name):
+            continue
+        if isinstance(value, bool):
+            argv.append(option_name(f.name))
+        else:
+            argv += [option_name(f.name), str(value)]
+    return argv
+
+
+def explicitly_set(config: TrainConfig) -> set[str]:
+    """Names of fields whose value differs from the dataclass default."""
+    defaults = TrainConfig()
+    return {f.name for f in dataclasses.fields(TrainConfig)
+            if getattr(config, f.name) != getattr(defaults, f.name)}

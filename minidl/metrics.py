@@ -1,0 +1,137 @@
+"""Bookkeeping for training runs: batched evaluation, gradient flow, CSV logs."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+
+from . import backend
+
+METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+GRAD_FLOW_COLUMNS = ("epoch", "depth", "layer", "mean_abs_grad")
+
+
+def count_correct(logits, targets):
+    """Number of rows whose argmax equals the target, as a 0-d array on the logits' device.
+
+    logits: (N, C), targets: (N,) -> 0-d integer array (no host sync until it is read).
+    """
+    return (logits.argmax(axis=1) == targets).sum()
+
+
+def evaluate(model, criterion, x, y, batch_size: int, device: str = "cpu") -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` on ``(x, y)`` in eval mode, in batches.
+
+    x: (N, C, H, W) float32 on the host, y: (N,) int. Returns ``(nan, nan)`` for an empty set.
+    The model's previous train/eval mode is restored afterwards.
+    """
+    n = len(x)
+    if n == 0:
+        return math.nan, math.nan
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    try:
+        for start in range(0, n, batch_size):
+            xb = backend.to_device(x[start:start + batch_size], device)
+            yb = backend.to_device(y[start:start + batch_size], device)
+            logits = model(xb)
+            # The criterion averages over the batch; weight by its size for the dataset mean.
+            loss_sum += float(backend.asnumpy(criterion(logits, yb))) * len(xb)
+            correct += int(backend.asnumpy(count_correct(logits, yb)))
+    finally:
+        model.train(was_training)
+    return loss_sum / n, correct / n
+
+
+class GradientFlow:
+    """Mean |grad| of every conv/linear weight (parameters named ``weight`` with >= 2 dims),
+    accumulated over the steps of an epoch so deep networks' vanishing gradients show by depth.
+    """
+
+    def __init__(self, model):
+        self.named = [(name, p) for name, p in model.named_parameters()
+                      if name.rsplit(".", 1)[-1] == "weight" and p.data.ndim >= 2]
+        self.reset()
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.named]
+
+    def reset(self) -> None:
+        self.sums = [0.0] * len(self.named)
+        self.count = 0
+
+    def accumulate(self) -> None:
+        """Add the current gradients' mean |grad| (kept on the device: no sync per step)."""
+        for i, (_, p) in enumerate(self.named):
+            xp = backend.get_array_module(p.grad)
+            self.sums[i] = self.sums[i] + xp.abs(p.grad).mean()
+        self.count += 1
+
+    def means(self) -> np.ndarray:
+        """Mean |grad| per weight, averaged over the accumulated steps (host float64 array)."""
+        sums = np.array([float(backend.asnumpy(s)) for s in self.sums], dtype=np.float64)
+        return sums / max(self.count, 1)
+
+    def state(self) -> dict:
+        """Accumulators as host arrays, for a mid-epoch checkpoint."""
+        return {"sums": np.array([float(backend.asnumpy(s)) for s in self.sums]),
+                "count": self.count}
+
+    def load_state(self, state: dict) -> None:
+        sums = np.asarray(state["sums"], dtype=np.float64).reshape(-1)
+        if len(sums) != len(self.named):
+            raise ValueError(f"GradientFlow: checkpoint has {len(sums)} layers, model has "
+                             f"{len(self.named)}")
+        self.sums = [float(s) for s in sums]
+        self.count = int(state["count"])
+
+    def rows(self, epoch: int) -> list[dict]:
+        """Rows for grad_flow.csv: one per weight, depth 0 = closest to the input."""
+        return [{"epoch": epoch, "depth": depth, "layer": name, "mean_abs_grad": value}
+                for depth, (name, value) in enumerate(zip(self.names, self.means()))]
+
+
+class CSVLog:
+    """An append-only CSV file with a fixed header, flushed row by row so a crash loses nothing."""
+
+    def __init__(self, path, columns):
+        self.path = Path(path)
+        self.columns = tuple(columns)
+
+    def create(self) -> None:
+        """Start an empty file with just the header (overwriting an older one)."""
+        with open(self.path, "w", newline="") as f:
+            csv.writer(f).writerow(self.columns)
+
+    def append(self, rows) -> None:
+        if isinstance(rows, dict):
+            rows = [rows]
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns)
+            writer.writerows(rows)
+
+    def read(self) -> list[dict]:
+        """All rows with numeric fields converted to int/float."""
+        if not self.path.is_file():
+            return []
+        with open(self.path, newline="") as f:
+            return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+    def keep_until(self, epoch: int) -> None:
+        """Drop rows after ``epoch`` (written after the checkpoint a resumed run starts from)."""
+        rows = [row for row in self.read() if row["epoch"] <= epoch]
+        self.create()
+        self.append(rows)
+
+
+def _number(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

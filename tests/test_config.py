@@ -1,0 +1,83 @@
+"""TrainConfig <-> command line: defaults, generated options, round trips and validation."""
+import dataclasses
+
+import pytest
+
+from minidl.config import (RESUMABLE_CHANGES, TrainConfig, build_parser, config_differences,
+                           explicitly_set, option_name, parse_config, to_argv)
+
+
+def test_defaults_are_the_coursework_settings():
+    cfg = TrainConfig(model="vgg38")
+    assert (cfg.dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.min_lr) == (
+        "fashion_mnist", 100, 100, 1e-3, 2e-5)
+    assert (cfg.optimizer, cfg.schedule, cfg.weight_decay, cfg.dropout) == ("adam", "cosine", 0, 0)
+    assert (cfg.num_filters, cfg.conv, cfg.device, cfg.seed) == (32, "im2col", "cpu", 0)
+    assert not (cfg.bn or cfg.residual or cfg.augment or cfg.random_erasing or cfg.resume)
+
+
+def test_every_field_is_documented_and_becomes_an_option():
+    help_text = build_parser(["vgg08", "vgg38"]).format_help()
+    for f in dataclasses.fields(TrainConfig):
+        assert len(f.metadata["help"]) > 10, f.name
+        if f.name != "model":
+            assert option_name(f.name) in help_text
+    assert "--batch-size" in help_text and "(default: 100)" in help_text
+
+
+def test_command_line_round_trip():
+    argv = ["vgg38", "--bn", "--residual", "--epochs", "3", "--lr", "0.05", "--subset", "200",
+            "--optimizer", "nesterov", "--schedule", "onecycle", "--conv", "fft",
+            "--num-blocks-per-stage", "2", "--activation", "elu", "--random-erasing",
+            "--augment", "--out", "runs/x", "--data-dir", "/data", "--weight-decay", "1e-4"]
+    cfg = parse_config(argv)
+    assert cfg.bn and cfg.residual and cfg.augment and cfg.random_erasing
+    assert (cfg.epochs, cfg.lr, cfg.subset, cfg.num_blocks_per_stage) == (3, 0.05, 200, 2)
+    assert (cfg.optimizer, cfg.schedule, cfg.conv, cfg.activation) == ("nesterov", "onecycle",
+                                                                        "fft", "elu")
+    assert parse_config(to_argv(cfg)) == cfg
+    assert parse_config(to_argv(TrainConfig(model="vgg08"))) == TrainConfig(model="vgg08")
+
+
+def test_json_round_trip(tmp_path):
+    cfg = parse_config(["resnet18", "--lr", "0.1", "--subset", "50"])
+    cfg.save_json(tmp_path / "config.json")
+    assert TrainConfig.load_json(tmp_path / "config.json") == cfg
+    with pytest.raises(ValueError, match="unknown option.*'learning_rate'"):
+        TrainConfig.from_dict({**cfg.to_dict(), "learning_rate": 1})
+
+
+def test_bad_choices_exit_with_code_2(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse_config(["nonet"], model_choices=["vgg08", "vgg38"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'nonet'" in err and "vgg08" in err and "vgg38" in err
+    with pytest.raises(SystemExit):
+        parse_config(["vgg08", "--device", "tpu"])
+    assert "invalid choice: 'tpu'" in capsys.readouterr().err
+
+
+def test_default_out_folder_names_the_variant():
+    assert TrainConfig(model="vgg38").default_out() == "runs/vgg38-fashion_mnist"
+    cfg = TrainConfig(model="vgg38", bn=True, residual=True, dataset="cifar100")
+    assert cfg.default_out() == "runs/vgg38-bn-res-cifar100"
+
+
+def test_differences_ignore_what_a_resume_may_change():
+    old = TrainConfig(model="vgg08", epochs=10)
+    new = dataclasses.replace(old, epochs=20, resume=True, no_progress=True)
+    assert config_differences(old, new) == []
+    assert set(RESUMABLE_CHANGES) == {"epochs", "resume", "no_progress"}
+    changed = dataclasses.replace(new, lr=0.1, bn=True)
+    assert config_differences(old, changed) == [("bn", False, True), ("lr", 1e-3, 0.1)]
+
+
+def test_explicitly_set_and_problems():
+    cfg = TrainConfig(model="m", bn=True, dropout=0.5)
+    assert explicitly_set(cfg) == {"model", "bn", "dropout"}
+    assert cfg.problems() == []
+    bad = TrainConfig(model="m", epochs=0, dropout=1.0, lr=-1, subset=0, batch_size=0)
+    text = " ".join(bad.problems())
+    for option in ("--epochs", "--dropout", "--lr", "--subset", "--batch-size"):
+        assert option in text

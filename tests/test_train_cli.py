@@ -1,0 +1,335 @@
+"""End-to-end tests of ``python -m minidl.train`` on a fake Fashion-MNIST written as IDX gz files.
+
+The runs use a tiny MLP (with BatchNorm buffers and Dropout, so resume must restore both)
+registered for the test, and one real conv model (vgg08 with 4 filters); each run takes well
+under a second.
+"""
+import csv
+import dataclasses
+import gzip
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minidl import backend, layers as L, losses, models
+from minidl.checkpoint import load_checkpoint
+from minidl.config import TrainConfig, option_name
+from minidl.metrics import GRAD_FLOW_COLUMNS, METRIC_COLUMNS
+from minidl.models import registry
+from minidl.train import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USAGE, main
+
+N_TRAIN, N_TEST, N_CLASSES = 120, 30, 10
+VAL_FRACTION = 0.1                       # 12 validation images, 108 training images
+BATCH = 36                               # 3 training batches and 1 validation batch per epoch
+TRAIN_BATCHES = 3
+VAL_BATCHES = 1
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _write_idx_gz(path, array: np.ndarray) -> None:
+    """IDX: 0x0000, type 0x08 (uint8), ndim, big-endian uint32 sizes, then the bytes."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def _fake_images(labels: np.ndarray, rng) -> np.ndarray:
+    """28x28 uint8 images whose bright row band encodes the label (learnable in one epoch)."""
+    images = rng.integers(0, 60, size=(len(labels), 28, 28))
+    for k in range(N_CLASSES):
+        images[labels == k, 2 * k + 4: 2 * k + 7, :] += 180
+    return images.astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fashion")
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", N_TRAIN), ("t10k", N_TEST)):
+        labels = rng.integers(0, N_CLASSES, size=n).astype(np.uint8)
+        _write_idx_gz(root / f"{prefix}-images-idx3-ubyte.gz", _fake_images(labels, rng))
+        _write_idx_gz(root / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return root
+
+
+def tiny_mlp(in_channels=1, num_classes=10, dropout=0.0, seed=0, conv_method="im2col"):
+    """Flatten -> Linear -> BatchNorm1d -> ReLU -> [Dropout] -> Linear, seeded."""
+    rng = np.random.default_rng(seed)
+    layers = [L.Flatten(), L.Linear(in_channels * 28 * 28, 16, rng=rng), L.BatchNorm1d(16),
+              L.ReLU()]
+    if dropout:
+        layers.append(L.Dropout(dropout, rng=seed))
+    layers.append(L.Linear(16, num_classes, rng=rng))
+    return L.Sequential(*layers)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(registry._BUILDERS, "tiny_mlp", tiny_mlp)
+        yield "tiny_mlp"
+
+
+def _argv(data_dir, out, *extra, model="tiny_mlp"):
+    return [model, "--data-dir", str(data_dir), "--out", str(out), "--val-fraction",
+            str(VAL_FRACTION), "--batch-size", str(BATCH), "--no-progress", "--lr", "0.01",
+            "--dropout", "0.3", "--augment", "--random-erasing", *extra]
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+def _assert_same_state(a, b):
+    """Model and optimiser arrays of two checkpoints are bit-for-bit equal."""
+    for part in ("model", "optim"):
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            np.testing.assert_array_equal(a[part][key], b[part][key], err_msg=f"{part}/{key}")
+
+
+@pytest.fixture(scope="module")
+def straight_run(tiny_model, data_dir, tmp_path_factory):
+    """The reference: two uninterrupted epochs."""
+    out = tmp_path_factory.mktemp("runs") / "straight"
+    assert main(_argv(data_dir, out, "--epochs", "2")) == 0
+    return out
+
+
+# ---------------------------------------------------------------------- outputs
+def test_run_writes_every_output(straight_run):
+    out = straight_run
+    columns, rows = _read_csv(out / "metrics.csv")
+    assert tuple(columns) == METRIC_COLUMNS
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    for row in rows:
+        assert 0 <= float(row["train_acc"]) <= 1 and 0 <= float(row["val_acc"]) <= 1
+        assert np.isfinite(float(row["train_loss"])) and float(row["seconds"]) >= 0
+    assert float(rows[1]["lr"]) < float(rows[0]["lr"])  # cosine schedule, stepped per epoch
+
+    columns, rows = _read_csv(out / "grad_flow.csv")
+    assert tuple(columns) == GRAD_FLOW_COLUMNS
+    # The two Linear weights (BatchNorm's 1-d weight is not a conv/linear weight), per epoch.
+    assert [(r["epoch"], r["layer"]) for r in rows] == [
+        ("1", "1.weight"), ("1", "5.weight"), ("2", "1.weight"), ("2", "5.weight")]
+    assert all(float(r["mean_abs_grad"]) > 0 for r in rows)
+
+    config = json.loads((out / "config.json").read_text())
+    assert set(config) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert config["model"] == "tiny_mlp" and config["epochs"] == 2 and config["out"] == str(out)
+
+    summary = json.loads((out / "test_summary.json").read_text())
+    assert {"test_loss", "test_acc", "best_epoch", "best_val_acc", "checkpoint"} <= set(summary)
+    assert summary["checkpoint"] == "checkpoints/best.npz"
+    assert 0 <= summary["test_acc"] <= 1 and summary["test_examples"] == N_TEST
+
+    for name in ("curves.png", "gradient_flow.png"):
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC and (out / name).stat().st_size > 1000
+
+    latest = load_checkpoint(out / "checkpoints" / "latest.npz")
+    assert {"model", "optim", "sched", "rng", "epoch", "best_val_acc", "progress"} <= set(latest)
+    assert latest["epoch"] == 2 and latest["progress"]["step"] == 0
+    assert "2.running_mean" in latest["model"]          # buffers are saved with the parameters
+    assert json.loads(latest["rng"]["dropout"])["4"]["bit_generator"] == "PCG64"
+    best = load_checkpoint(out / "checkpoints" / "best.npz")
+    assert best["epoch"] == summary["best_epoch"]
+
+
+def test_summary_lines_and_quiet_progress(tiny_model, data_dir, tmp_path, capsys):
+    assert main(_argv(data_dir, tmp_path / "run", "--epochs", "1")) == 0
+    captured = capsys.readouterr()
+    line = next(s for s in captured.out.splitlines() if s.startswith("epoch 1/1"))
+    for part in ("lr", "train loss", "val loss", "acc", "s"):
+        assert part in line
+    assert "batch/s" not in captured.err and "it/s" not in captured.err  # --no-progress
+
+
+def test_real_conv_model_end_to_end(data_dir, tmp_path):
+    out = tmp_path / "vgg"
+    argv = ["vgg08", "--bn", "--residual", "--num-filters", "4", "--num-blocks-per-stage", "1",
+            "--data-dir", str(data_dir), "--out", str(out), "--epochs", "1",
+            "--batch-size", "60", "--no-progress"]
+    assert main(argv) == 0
+    _, rows = _read_csv(out / "grad_flow.csv")
+    model = models.build("vgg08", in_channels=1, num_classes=10, bn=True, residual=True,
+                         num_filters=4, num_blocks_per_stage=1)
+    expected = [f"{name}.weight" for name, layer in model.named_layers()
+                if isinstance(layer, (L.Conv2d, L.Linear))]
+    assert len(expected) > 5  # every conv and the classifier, input to output
+    assert [r["layer"] for r in rows] == expected
+    assert [int(r["depth"]) for r in rows] == list(range(len(expected)))
+
+
+def test_default_out_folder(tiny_model, data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["tiny_mlp", "--data-dir", str(data_dir), "--epochs", "1", "--no-progress",
+            "--subset", "40"]
+    # --bn is not an option of tiny_mlp: refused, naming it, before anything is written.
+    assert main(argv + ["--bn"]) == EXIT_USAGE
+    assert not (tmp_path / "runs").exists()
+    assert main(argv) == 0
+    assert (tmp_path / "runs" / "tiny_mlp-fashion_mnist" / "test_summary.json").is_file()
+
+
+# ---------------------------------------------------------------------- resume
+def test_resume_after_finished_epoch_equals_straight_run(straight_run, data_dir, tmp_path):
+    out = tmp_path / "resumed"
+    assert main(_argv(data_dir, out, "--epochs", "1")) == 0
+    assert main(_argv(data_dir, out, "--epochs", "2", "--resume")) == 0
+    _assert_same_state(load_checkpoint(straight_run / "checkpoints" / "latest.npz"),
+                       load_checkpoint(out / "checkpoints" / "latest.npz"))
+    _, rows = _read_csv(out / "metrics.csv")
+    _, ref_rows = _read_csv(straight_run / "metrics.csv")
+    assert [r["lr"] for r in rows] == [r["lr"] for r in ref_rows]  # schedule rebuilt for 2
+    assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in ref_rows]
+
+
+class _CountingLoss(losses.CrossEntropyLoss):
+    """CrossEntropyLoss that runs ``action(self)`` on its ``at``-th call (1-based)."""
+
+    at, action, calls = None, None, 0
+
+    def forward(self, logits, targets):
+        type(self).calls += 1
+        loss = super().forward(logits, targets)
+        if type(self).calls == type(self).at:
+            return type(self).action(loss)
+        return loss
+
+
+def _patch_loss(monkeypatch, at, action):
+    cls = type("PatchedLoss", (_CountingLoss,), {"at": at, "action": staticmethod(action),
+                                                 "calls": 0})
+    monkeypatch.setattr(losses, "CrossEntropyLoss", cls)
+
+
+def _send_sigint(loss):
+    os.kill(os.getpid(), signal.SIGINT)  # the real Ctrl-C path: the handler sets a flag
+    return loss
+
+
+def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(straight_run, data_dir, tmp_path,
+                                                    monkeypatch, capsys):
+    out = tmp_path / "interrupted"
+    step = 2  # epoch 2, step 2: after epoch 1's training and validation calls
+    _patch_loss(monkeypatch, TRAIN_BATCHES + VAL_BATCHES + step, _send_sigint)
+    assert main(_argv(data_dir, out, "--epochs", "2")) == EXIT_INTERRUPTED
+    assert "interrupted at epoch 2, step 2" in capsys.readouterr().out
+    saved = load_checkpoint(out / "checkpoints" / "latest.npz")
+    assert saved["epoch"] == 1 and saved["progress"]["step"] == step
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+    monkeypatch.undo()
+    assert main(_argv(data_dir, out, "--epochs", "2", "--resume")) == 0
+    _assert_same_state(load_checkpoint(straight_run / "checkpoints" / "latest.npz"),
+                       load_checkpoint(out / "checkpoints" / "latest.npz"))
+    _, rows = _read_csv(out / "metrics.csv")
+    _, ref_rows = _read_csv(straight_run / "metrics.csv")
+    for column in ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc"):
+        assert [r[column] for r in rows] == [r[column] for r in ref_rows], column
+
+
+def test_resume_refuses_a_changed_configuration(straight_run, data_dir, capsys):
+    before = (straight_run / "checkpoints" / "latest.npz").read_bytes()
+    argv = _argv(data_dir, straight_run, "--epochs", "3", "--resume")
+    argv[argv.index("--lr") + 1] = "0.5"
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--lr: 0.01 in config.json, 0.5 now" in err and "--epochs: 2" not in err
+    assert (straight_run / "checkpoints" / "latest.npz").read_bytes() == before
+
+
+def test_existing_run_is_not_overwritten_without_resume(straight_run, data_dir, capsys):
+    assert main(_argv(data_dir, straight_run, "--epochs", "2")) == EXIT_USAGE
+    assert "--resume" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- failures
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_model, data_dir, tmp_path,
+                                                       monkeypatch, capsys):
+    out = tmp_path / "nan"
+    _patch_loss(monkeypatch, TRAIN_BATCHES + VAL_BATCHES + 2, lambda loss: loss * np.nan)
+    assert main(_argv(data_dir, out, "--epochs", "3")) == EXIT_DIVERGED
+    err = capsys.readouterr().err
+    assert "nan at epoch 2, step 2" in err and "latest.npz (epoch 1)" in err
+    assert load_checkpoint(out / "checkpoints" / "latest.npz")["epoch"] == 1
+    _, rows = _read_csv(out / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1"]
+    assert not (out / "test_summary.json").exists()
+
+
+def test_unknown_model_lists_the_valid_ones(capsys):
+    assert main(["no_such_net"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "invalid choice: 'no_such_net'" in err
+    for name in registry.available():
+        assert name in err
+
+
+def test_bad_option_values_are_usage_errors(tiny_model, data_dir, tmp_path, capsys):
+    assert main(["tiny_mlp", "--optimizer", "adamw"]) == EXIT_USAGE
+    assert "invalid choice: 'adamw'" in capsys.readouterr().err
+    assert main(["tiny_mlp", "--no-such-option"]) == EXIT_USAGE
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+    assert main(_argv(data_dir, tmp_path / "x", "--epochs", "0")) == EXIT_USAGE
+    assert "--epochs must be >= 1" in capsys.readouterr().err
+    assert main(_argv(data_dir, tmp_path / "x", "--subset", "100000")) == EXIT_USAGE
+    assert "subset" in capsys.readouterr().err
+    assert main(_argv(data_dir, tmp_path / "x", "--num-filters", "8")) == EXIT_USAGE
+    assert "num_filters" in capsys.readouterr().err  # tiny_mlp has no such option
+
+
+def test_missing_data_set_says_how_to_get_it(tiny_model, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("MINIDL_DATA", raising=False)
+    assert main(["tiny_mlp", "--dataset", "mnist", "--data-dir", str(tmp_path)]) == 1
+    assert "mnist" in capsys.readouterr().err.lower()
+
+
+def test_module_entry_point_runs():
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "minidl.train", "--help"], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--resume" in done.stdout
+
+
+def test_help_lists_every_option(capsys):
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for f in dataclasses.fields(TrainConfig):
+        if f.name != "model":
+            assert option_name(f.name) in text
+    for name in registry.available():
+        assert name in text
+
+
+def test_gpu_request_without_a_gpu_is_a_clear_error(tiny_model, data_dir, tmp_path, capsys):
+    if backend.gpu_available():
+        pytest.skip("a GPU is present")
+    assert main(_argv(data_dir, tmp_path / "gpu", "--device", "gpu")) == EXIT_USAGE
+    assert "device 'gpu' requested but" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_gpu_run_matches_cpu_run(tiny_model, data_dir, tmp_path):
+    if not backend.gpu_available():
+        pytest.skip("cupy/CUDA device not available")
+    states = {}
+    for device in ("cpu", "gpu"):
+        # Plain SGD: float32 rounding differences stay small (Adam would amplify tiny gradients).
+        argv = _argv(data_dir, tmp_path / device, "--epochs", "1", "--optimizer", "sgd",
+                     "--device", device)
+        assert main(argv) == 0
+        states[device] = load_checkpoint(tmp_path / device / "checkpoints" / "latest.npz")["model"]
+    for key, value in states["cpu"].items():  # equal up to summation order
+        np.testing.assert_allclose(states["gpu"][key], value, rtol=1e-4, atol=1e-5, err_msg=key)
