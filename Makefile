@@ -23,7 +23,7 @@ data:  ## Fashion-MNIST from Debian's dataset-fashion-mnist package, unless alre
 	fi
 
 test: install-test  ## the whole test suite
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n 2
 
 train: install data  ## train vgg38 with BatchNorm and residual connections on Fashion-MNIST
 	$(PYTHON) -m minidl.train $(MODEL_ARGS) --epochs $(EPOCHS)

@@ -13,8 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "amsgrad")
-SCHEDULES = ("constant", "step", "cosine", "cosine_restarts", "onecycle")
+from .optim import OPTIMIZERS, SCHEDULES
 CONV_METHODS = ("im2col", "fft", "loops")
 DEVICES = ("cpu", "gpu")
 

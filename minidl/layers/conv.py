@@ -1,3 +1,109 @@
-# PLACEHOLDER: being written
-from .base import Layer
-class Conv2d(Layer): pass
+"""Conv2d: a 2-D convolution layer whose algorithm (loops, im2col, fft) can be switched."""
+from __future__ import annotations
+
+import operator
+
+from .. import init
+from .._shapes import pair
+from ..functional.conv import METHODS, conv2d_backward, conv2d_forward
+from .base import Layer, Parameter
+
+
+class Conv2d(Layer):
+    """2-D convolution (cross-correlation) with PyTorch's arguments, layout and initialisation.
+
+    x: (N, in_channels, H, W) -> y: (N, out_channels, Ho, Wo); weight:
+    (out_channels, in_channels/groups, kh, kw), bias: (out_channels,). ``method`` ("loops",
+    "im2col" or "fft", see ``minidl.functional.conv``) may be reassigned at any time; all
+    three give the same result. ``rng`` (a numpy Generator) seeds the initialisation.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, method: str = "im2col",
+                 rng=None):
+        super().__init__()
+        self.in_channels = _positive_int(in_channels, "in_channels")
+        self.out_channels = _positive_int(out_channels, "out_channels")
+        self.groups = _positive_int(groups, "groups")
+        self.kernel_size = _pair_at_least(kernel_size, "kernel_size", 1)
+        self.stride = _pair_at_least(stride, "stride", 1)
+        self.padding = _pair_at_least(padding, "padding", 0)
+        self.dilation = _pair_at_least(dilation, "dilation", 1)
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"Conv2d: groups={self.groups} must divide in_channels="
+                             f"{self.in_channels} and out_channels={self.out_channels}")
+        self.method = method
+        shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
+        self.weight = Parameter(init.pytorch_default(shape, rng))
+        self.bias = Parameter(init.pytorch_default_bias(shape, rng)) if bias else None
+
+    @property
+    def method(self) -> str:
+        """The algorithm used by the next forward pass: "loops", "im2col" or "fft"."""
+        return self._method
+
+    @method.setter
+    def method(self, value: str) -> None:
+        if value not in METHODS:
+            raise ValueError(f"Conv2d: unknown method {value!r}; expected one of {METHODS}")
+        self._method = value
+
+    def forward(self, x):
+        self._check_input(x, 4, self.in_channels)
+        bias = None if self.bias is None else self.bias.data
+        try:
+            out, self._cache = conv2d_forward(x, self.weight.data, bias, self.stride,
+                                              self.padding, self.dilation, self.groups,
+                                              self.method)
+        except ValueError as err:  # e.g. an input smaller than the kernel: name the layer
+            raise ValueError(f"{self!r}: {err}") from None
+        return out
+
+    def backward(self, dout):
+        cache = self._saved()
+        try:
+            dx, dw, db = conv2d_backward(dout, cache)
+        except ValueError as err:
+            raise ValueError(f"{self!r}: {err}") from None
+        self.weight.grad += dw
+        if db is not None:
+            self.bias.grad += db
+        return dx
+
+    def extra_repr(self) -> str:
+        """PyTorch's wording, plus the method when it is not the default."""
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}")
+        if self.padding != (0, 0):
+            text += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        if self.bias is None:
+            text += ", bias=False"
+        if self.method != "im2col":
+            text += f", method={self.method!r}"
+        return text
+
+
+def _positive_int(value, name: str) -> int:
+    """``value`` as an int >= 1 (numpy integers accepted), else a ValueError naming it."""
+    try:
+        number = operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or isinstance(value, bool) or number < 1:
+        raise ValueError(f"Conv2d: {name} must be a positive int, got {value!r}")
+    return number
+
+
+def _pair_at_least(value, name: str, low: int) -> tuple[int, int]:
+    """An int or pair as ``(int, int)``, each entry at least ``low``."""
+    try:
+        result = pair(value, name)
+    except ValueError as err:
+        raise ValueError(f"Conv2d: {err}") from None
+    if min(result) < low:
+        raise ValueError(f"Conv2d: {name} must be at least {low}, got {value!r}")
+    return result
