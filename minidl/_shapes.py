@@ -1,6 +1,19 @@
 """Small helpers for hyper-parameters and shape errors shared by functional ops and layers."""
 from __future__ import annotations
 
+import operator
+
+
+def positive_int(value, name: str, who: str) -> int:
+    """``value`` as an int >= 1 (numpy ints too, not bools); else a ValueError naming ``who``."""
+    try:
+        number = operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or isinstance(value, bool) or number < 1:
+        raise ValueError(f"{who}: {name} must be a positive int, got {value!r}")
+    return number
+
 
 def pair(value, name: str = "value") -> tuple[int, int]:
     """Turn an int or a length-2 sequence into ``(int, int)``; a clear error otherwise."""

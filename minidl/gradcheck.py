@@ -53,11 +53,15 @@ def gradcheck_layer(layer, x, dout=None, eps: float = 1e-6, seed: int = 0,
                     before_forward: Callable[[], None] | None = None) -> dict[str, float]:
     """Check ``layer.backward`` against centred differences; return the relative error per tensor.
 
-    The layer and ``x`` are cast to float64 first (the layer is modified in place).
+    The layer, ``x`` and ``dout`` (shaped like the output) may live on any device: the check
+    runs on the CPU in float64, and the layer is moved to the CPU and cast to float64 IN PLACE
+    (``layer.to("gpu")`` and ``layer.astype(np.float32)`` undo that). Finite differences need
+    float64 and perturb one entry at a time, a device round trip each on a GPU; every op runs
+    the same code on both devices, and comparing CPU with GPU outputs tests the device itself.
     ``before_forward`` runs before every forward pass: use it to fix a random mask (dropout).
     Returns ``{"x": err, "<param name>": err, ...}``.
     """
-    layer.astype(np.float64)
+    layer.to("cpu").astype(np.float64)
     x = np.array(backend.asnumpy(x), dtype=np.float64)  # a private copy we may perturb
     rng = np.random.default_rng(seed)
 
@@ -69,7 +73,7 @@ def gradcheck_layer(layer, x, dout=None, eps: float = 1e-6, seed: int = 0,
     out = forward()
     if dout is None:
         dout = rng.standard_normal(out.shape)
-    dout = np.asarray(dout, dtype=np.float64)
+    dout = np.asarray(backend.asnumpy(dout), dtype=np.float64)
     if dout.shape != out.shape:
         raise ValueError(f"gradcheck_layer: dout shape {dout.shape} != output shape {out.shape}")
 

@@ -21,6 +21,7 @@ def seed(value: int) -> None:
 
 
 def default_rng() -> np.random.Generator:
+    """The shared generator that layers draw from when no ``rng`` is passed."""
     return _rng
 
 
@@ -33,14 +34,17 @@ def fans(shape) -> tuple[int, int]:
 
 
 def _rng_or_default(rng):
+    # Read the global at call time: ``seed`` rebinds it.
     return _rng if rng is None else rng
 
 
 def uniform(shape, bound: float, rng=None, dtype=np.float32):
+    """U(-bound, bound) samples of ``shape``."""
     return _rng_or_default(rng).uniform(-bound, bound, size=shape).astype(dtype)
 
 
 def normal(shape, std: float, rng=None, dtype=np.float32):
+    """N(0, std^2) samples of ``shape``."""
     return (_rng_or_default(rng).standard_normal(size=shape) * std).astype(dtype)
 
 

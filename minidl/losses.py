@@ -26,8 +26,11 @@ def softmax_cross_entropy_forward(logits, targets):
     return loss, (xp.exp(logp), targets)
 
 
-def softmax_cross_entropy_backward(cache, dloss=1.0):
-    """dL/dlogits = (softmax(logits) - onehot(targets)) / N, times the upstream ``dloss``."""
+def softmax_cross_entropy_backward(dloss, cache):
+    """dL/dlogits = (softmax(logits) - onehot(targets)) / N, times the upstream ``dloss``.
+
+    dloss: a scalar (1.0 for the loss itself) -> dlogits: (N, C) in the logits' dtype.
+    """
     probs, targets = cache
     xp = backend.get_array_module(probs)
     dlogits = probs.copy()
@@ -63,7 +66,7 @@ class CrossEntropyLoss:
         """dL/dlogits (N, C) in the logits' dtype; ``dloss`` scales it (e.g. a loss weight)."""
         if self._cache is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
-        return softmax_cross_entropy_backward(self._cache, dloss)
+        return softmax_cross_entropy_backward(dloss, self._cache)
 
     def _check(self, logits, targets):
         """Validate shapes and dtypes; return ``targets`` on the logits' device."""

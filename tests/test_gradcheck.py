@@ -97,3 +97,17 @@ def test_gradcheck_layer_casts_to_float64_and_calls_before_forward():
     assert layer.weight.data.dtype == np.float64
     # 1 analytic forward + 2 per entry of x (2) and of every parameter (4 + 2).
     assert len(calls) == 1 + 2 * (2 + 4 + 2)
+
+
+def test_gradcheck_layer_runs_a_device_layer_on_the_cpu(xp):
+    # A layer on any device is checked on the CPU in float64; x and dout may be device arrays.
+    layer = L.Linear(3, 2, rng=np.random.default_rng(0))
+    if xp is not np:
+        layer.to("gpu")
+    rng = np.random.default_rng(1)
+    x = xp.asarray(rng.standard_normal((4, 3)), dtype=xp.float32)
+    dout = xp.asarray(rng.standard_normal((4, 2)))
+    errors = gradcheck_layer(layer, x, dout=dout)
+    assert max(errors.values()) < 1e-6, errors
+    assert type(layer.weight.data) is np.ndarray and layer.weight.data.dtype == np.float64
+    assert type(layer.weight.grad) is np.ndarray

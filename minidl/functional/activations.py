@@ -38,6 +38,7 @@ def leaky_relu_forward(x, negative_slope=0.01):
 
 
 def leaky_relu_backward(dout, cache):
+    """dx = dout where x > 0, ``negative_slope * dout`` otherwise."""
     xp = backend.get_array_module(dout)
     mask, negative_slope = cache
     return xp.where(mask, dout, negative_slope * dout)
@@ -62,6 +63,7 @@ def elu_backward(dout, cache):
 
 
 def sigmoid_forward(x):
+    """sigmoid(x); the output is the cache. x: any shape -> out: same shape."""
     out = sigmoid(x)
     return out, out
 
@@ -73,6 +75,7 @@ def sigmoid_backward(dout, cache):
 
 
 def tanh_forward(x):
+    """tanh(x); the output is the cache. x: any shape -> out: same shape."""
     xp = backend.get_array_module(x)
     out = xp.tanh(x)
     return out, out

@@ -21,11 +21,10 @@ Cost of forward or backward (each algorithm's docstring explains it), with ``L =
 """
 from __future__ import annotations
 
-import operator
 from typing import NamedTuple
 
 from .. import backend
-from .._shapes import conv_output_size, pair
+from .._shapes import conv_output_size, pair, positive_int
 
 METHODS = ("loops", "im2col", "fft")
 
@@ -125,7 +124,7 @@ def conv_geometry(x_shape, w_shape, b_shape, stride, padding, dilation, groups) 
         raise ValueError(f"{who}: padding must be non-negative, got {padding}")
     if min(dilation) < 1:
         raise ValueError(f"{who}: dilation must be positive, got {dilation}")
-    groups = _positive_int(groups, "groups", who)
+    groups = positive_int(groups, "groups", who)
     N, C, H, W = (int(s) for s in x_shape)
     F, Cg, kh, kw = (int(s) for s in w_shape)
     x_shape, w_shape = (N, C, H, W), (F, Cg, kh, kw)
@@ -154,16 +153,6 @@ def conv_geometry(x_shape, w_shape, b_shape, stride, padding, dilation, groups) 
 # ---------------------------------------------------------------------------- shared helpers
 def _shape(shape):
     return None if shape is None else tuple(shape)
-
-
-def _positive_int(value, name: str, who: str) -> int:
-    try:
-        number = operator.index(value)
-    except TypeError:
-        number = None
-    if number is None or isinstance(value, bool) or number < 1:
-        raise ValueError(f"{who}: {name} must be a positive int, got {value!r}")
-    return number
 
 
 def _pad(x, geom: ConvGeometry):

@@ -21,19 +21,14 @@ class _Activation(Layer):
         raise NotImplementedError
 
     def forward(self, x):
-        shape = getattr(x, "shape", None)
-        if shape is None:
-            raise ValueError(f"{self!r}: expected an array, got {type(x).__name__}")
+        shape = self._check_input(x)
         out, cache = self._forward_op(x)
-        self._cache = (tuple(shape), cache)
+        self._cache = (shape, cache)
         return out
 
     def backward(self, dout):
         shape, cache = self._saved()
-        # An element-wise product would silently broadcast a wrongly shaped dout.
-        if tuple(dout.shape) != shape:
-            raise ValueError(f"{self!r}: backward expected dout of shape {shape}, "
-                             f"got {tuple(dout.shape)}")
+        self._check_dout(dout, shape)
         return self._backward_op(dout, cache)
 
 

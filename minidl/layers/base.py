@@ -22,13 +22,16 @@ class Parameter:
 
     @property
     def shape(self):
+        """Shape of ``data``."""
         return self.data.shape
 
     @property
     def size(self) -> int:
+        """Number of entries in ``data``."""
         return int(self.data.size)
 
     def zero_grad(self) -> None:
+        """Reset ``grad`` to zeros in place, so references to the array stay valid."""
         self.grad[...] = 0
 
     def __repr__(self) -> str:
@@ -89,9 +92,11 @@ class Layer:
 
     # ------------------------------------------------------------------ running
     def forward(self, x):
+        """Compute the output and cache what ``backward`` needs."""
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def backward(self, dout):
+        """Return dL/dx for dL/d(output) ``dout``; accumulate parameter gradients."""
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def __call__(self, x):
@@ -107,34 +112,57 @@ class Layer:
             raise RuntimeError(f"{self.describe()}: backward called before forward")
         return self._cache
 
-    def _check_input(self, x, ndim: int, channels: int | None = None, layout: str = ""):
-        """Raise a ValueError naming this layer and the expected/actual shapes."""
+    def _check_input(self, x, ndim: int | None = None, channels: int | None = None,
+                     layout: str = "") -> tuple:
+        """Return ``x.shape``; a ValueError naming this layer and the expected/actual shapes.
+
+        ``ndim`` None accepts any rank (element-wise layers); ``channels`` checks ``shape[1]``.
+        """
         name = self.describe()
         shape = getattr(x, "shape", None)
         if shape is None:
             raise ValueError(f"{name}: expected an array, got {type(x).__name__}")
-        layout = layout or ("(N, C, H, W)" if ndim == 4 else "(N, C)" if ndim == 2 else f"{ndim}-d")
-        if len(shape) != ndim:
-            raise ValueError(f"{name}: expected input of shape {layout}, got {tuple(shape)}")
+        shape = tuple(shape)
+        if ndim is not None and len(shape) != ndim:
+            layout = layout or ("(N, C, H, W)" if ndim == 4 else "(N, C)" if ndim == 2
+                                else f"{ndim}-d")
+            raise ValueError(f"{name}: expected input of shape {layout}, got {shape}")
         if channels is not None and shape[1] != channels:
             raise ValueError(f"{name}: expected {channels} input channels (shape[1]), "
-                             f"got input of shape {tuple(shape)}")
+                             f"got input of shape {shape}")
+        return shape
+
+    def _check_dout(self, dout, expected) -> None:
+        """Raise a ValueError naming this layer unless ``dout`` has the ``expected`` shape.
+
+        Without it an element-wise backward would silently broadcast a wrongly shaped dout,
+        or fail deep inside numpy with a message that names no layer.
+        """
+        shape = getattr(dout, "shape", None)
+        if shape is None or tuple(shape) != tuple(expected):
+            got = type(dout).__name__ if shape is None else tuple(shape)
+            raise ValueError(f"{self.describe()}: backward expected dout of shape "
+                             f"{tuple(expected)}, got {got}")
 
     # ------------------------------------------------------------------ modes
     def train(self, mode: bool = True) -> "Layer":
+        """Set training mode (batch statistics, dropout on) on this layer and its children."""
         object.__setattr__(self, "training", bool(mode))
         for child in self._children.values():
             child.train(mode)
         return self
 
     def eval(self) -> "Layer":
+        """Set evaluation mode (running statistics, dropout off); same as ``train(False)``."""
         return self.train(False)
 
     # ------------------------------------------------------------------ tree walks
     def children(self):
+        """The direct child layers, in definition order."""
         return list(self._children.values())
 
     def named_children(self):
+        """``[(name, child)]`` for the direct children."""
         return list(self._children.items())
 
     def named_layers(self, prefix: str = ""):
@@ -154,18 +182,22 @@ class Layer:
         return out
 
     def parameters(self):
+        """Every Parameter in the tree, in ``named_parameters`` order."""
         return [p for _, p in self.named_parameters()]
 
     def named_buffers(self, prefix: str = ""):
+        """``[(dotted name, array)]`` for every buffer in the tree (None for unset ones)."""
         out = [((f"{prefix}.{name}" if prefix else name), b) for name, b in self._buffers.items()]
         for name, child in self._children.items():
             out.extend(child.named_buffers(f"{prefix}.{name}" if prefix else name))
         return out
 
     def num_parameters(self) -> int:
+        """Total number of learnable scalars."""
         return sum(p.size for p in self.parameters())
 
     def zero_grad(self) -> None:
+        """Zero every parameter's gradient."""
         for p in self.parameters():
             p.zero_grad()
 
@@ -204,16 +236,19 @@ class Layer:
                 owner._buffers[attr] = new
 
     def _state_slots(self):
+        """``{dotted name: (owning layer, attribute, "param" | "buffer")}``, state_dict's keys."""
         slots = OrderedDict()
         for prefix, layer in self.named_layers():
             for attr in layer._parameters:
                 slots[f"{prefix}.{attr}" if prefix else attr] = (layer, attr, "param")
-            for attr in layer._buffers:
-                slots[f"{prefix}.{attr}" if prefix else attr] = (layer, attr, "buffer")
+            for attr, buffer in layer._buffers.items():
+                if buffer is not None:  # as in state_dict: an unset buffer holds no state
+                    slots[f"{prefix}.{attr}" if prefix else attr] = (layer, attr, "buffer")
         return slots
 
     # ------------------------------------------------------------------ devices and dtypes
     def _map_arrays(self, fn) -> None:
+        """Replace every parameter, gradient and set buffer in the tree by ``fn(array)``."""
         for _, layer in self.named_layers():
             for p in layer._parameters.values():
                 p.data, p.grad = fn(p.data), fn(p.grad)
@@ -237,6 +272,7 @@ class Layer:
 
     # ------------------------------------------------------------------ display
     def extra_repr(self) -> str:
+        """The hyper-parameters shown inside ``repr``'s parentheses."""
         return ""
 
     def __repr__(self) -> str:

@@ -28,9 +28,11 @@ class Sequential(Layer):
     def forward(self, x):
         for layer in self._children.values():
             x = layer(x)
+        self._cache = True  # the children hold the arrays; this only marks that forward ran
         return x
 
     def backward(self, dout):
+        self._saved()
         for layer in reversed(self._children.values()):
             dout = layer.backward(dout)
         return dout

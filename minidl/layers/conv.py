@@ -1,10 +1,8 @@
 """Conv2d: a 2-D convolution layer whose algorithm (loops, im2col, fft) can be switched."""
 from __future__ import annotations
 
-import operator
-
 from .. import init
-from .._shapes import pair
+from .._shapes import pair, positive_int
 from ..functional.conv import METHODS, conv2d_backward, conv2d_forward
 from .base import Layer, Parameter
 
@@ -22,9 +20,9 @@ class Conv2d(Layer):
                  dilation=1, groups: int = 1, bias: bool = True, method: str = "im2col",
                  rng=None):
         super().__init__()
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.out_channels = _positive_int(out_channels, "out_channels")
-        self.groups = _positive_int(groups, "groups")
+        self.in_channels = positive_int(in_channels, "in_channels", "Conv2d")
+        self.out_channels = positive_int(out_channels, "out_channels", "Conv2d")
+        self.groups = positive_int(groups, "groups", "Conv2d")
         self.kernel_size = _pair_at_least(kernel_size, "kernel_size", 1)
         self.stride = _pair_at_least(stride, "stride", 1)
         self.padding = _pair_at_least(padding, "padding", 0)
@@ -85,17 +83,6 @@ class Conv2d(Layer):
         if self.method != "im2col":
             text += f", method={self.method!r}"
         return text
-
-
-def _positive_int(value, name: str) -> int:
-    """``value`` as an int >= 1 (numpy integers accepted), else a ValueError naming it."""
-    try:
-        number = operator.index(value)
-    except TypeError:
-        number = None
-    if number is None or isinstance(value, bool) or number < 1:
-        raise ValueError(f"Conv2d: {name} must be a positive int, got {value!r}")
-    return number
 
 
 def _pair_at_least(value, name: str, low: int) -> tuple[int, int]:

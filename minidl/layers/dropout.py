@@ -37,21 +37,17 @@ class Dropout(Layer):
         self.rng = rng
 
     def forward(self, x):
-        shape = getattr(x, "shape", None)
-        if shape is None:
-            raise ValueError(f"{self!r}: expected an array, got {type(x).__name__}")
+        shape = self._check_input(x)
         if not self.training or self.p == 0.0:
-            self._cache = (tuple(shape), None)
+            self._cache = (shape, None)
             return x
         out, mask = dropout_forward(x, self.p, self.rng)
-        self._cache = (tuple(shape), mask)
+        self._cache = (shape, mask)
         return out
 
     def backward(self, dout):
         shape, mask = self._saved()
-        if tuple(dout.shape) != shape:
-            raise ValueError(f"{self!r}: backward expected dout of shape {shape}, "
-                             f"got {tuple(dout.shape)}")
+        self._check_dout(dout, shape)
         if mask is None:  # the forward pass was the identity
             return dout
         return dropout_backward(dout, mask)

@@ -1,9 +1,8 @@
 """Linear (fully connected) layer."""
 from __future__ import annotations
 
-import operator
-
 from .. import init
+from .._shapes import positive_int
 from ..functional.linear import linear_backward, linear_forward
 from .base import Layer, Parameter
 
@@ -18,8 +17,8 @@ class Linear(Layer):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, rng=None):
         super().__init__()
-        in_features = _positive_int(in_features, "in_features")
-        out_features = _positive_int(out_features, "out_features")
+        in_features = positive_int(in_features, "in_features", "Linear")
+        out_features = positive_int(out_features, "out_features", "Linear")
         self.in_features = in_features
         self.out_features = out_features
         shape = (out_features, in_features)
@@ -37,10 +36,7 @@ class Linear(Layer):
 
     def backward(self, dout):
         cache = self._saved()
-        expected = (cache[0].shape[0], self.out_features)
-        if tuple(dout.shape) != expected:
-            raise ValueError(f"{self!r}: backward expected dout of shape {expected}, "
-                             f"got {tuple(dout.shape)}")
+        self._check_dout(dout, (cache[0].shape[0], self.out_features))
         dx, dW, db = linear_backward(dout, cache)
         self.weight.grad += dW
         if db is not None:
@@ -51,13 +47,3 @@ class Linear(Layer):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}")
 
-
-def _positive_int(value, name: str) -> int:
-    """``value`` as an int >= 1 (numpy integers accepted), else a ValueError naming it."""
-    try:
-        number = operator.index(value)
-    except TypeError:
-        number = None
-    if number is None or isinstance(value, bool) or number < 1:
-        raise ValueError(f"Linear: {name} must be a positive int, got {value!r}")
-    return number

@@ -1,8 +1,11 @@
 """Batch normalisation layers (Ioffe & Szegedy, 2015) with PyTorch's running statistics."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
+from .._shapes import positive_int
 from ..functional import normalization as F
 from .base import Layer, Parameter
 
@@ -22,13 +25,12 @@ class _BatchNorm(Layer):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
         super().__init__()
         name = type(self).__name__
-        if not isinstance(num_features, (int, np.integer)) or num_features < 1:
-            raise ValueError(f"{name}: num_features must be a positive int, got {num_features!r}")
-        if not eps > 0:
+        num_features = positive_int(num_features, "num_features", name)
+        if not isinstance(eps, numbers.Real) or not eps > 0:
             raise ValueError(f"{name}: eps must be positive, got {eps!r}")
-        if not 0 <= momentum <= 1:
+        if not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1:
             raise ValueError(f"{name}: momentum must be in [0, 1], got {momentum!r}")
-        self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
+        self.num_features, self.eps, self.momentum = num_features, float(eps), float(momentum)
         self.weight = Parameter(np.ones(num_features, dtype=np.float32))
         self.bias = Parameter(np.zeros(num_features, dtype=np.float32))
         self.register_buffer("running_mean", np.zeros(num_features, dtype=np.float32))
@@ -56,7 +58,9 @@ class _BatchNorm(Layer):
         return out
 
     def backward(self, dout):
-        dx, dgamma, dbeta = F.batchnorm_backward(dout, self._saved())
+        cache = self._saved()
+        self._check_dout(dout, cache["x_hat"].shape)
+        dx, dgamma, dbeta = F.batchnorm_backward(dout, cache)
         self.weight.grad += dgamma
         self.bias.grad += dbeta
         return dx

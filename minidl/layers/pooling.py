@@ -29,7 +29,9 @@ class _Pool2d(Layer):
         return out
 
     def backward(self, dout):
-        return self._backward(dout, self._saved())
+        cache = self._saved()
+        self._check_dout(dout, cache["x_shape"][:2] + cache["out_hw"])
+        return self._backward(dout, cache)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -65,4 +67,6 @@ class GlobalAvgPool2d(Layer):
         return out
 
     def backward(self, dout):
-        return F.global_avgpool2d_backward(dout, self._saved())
+        cache = self._saved()
+        self._check_dout(dout, cache["x_shape"][:2])
+        return F.global_avgpool2d_backward(dout, cache)

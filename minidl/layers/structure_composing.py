@@ -42,11 +42,11 @@ class SCLayer(Layer):
     def forward(self, x):
         self._check_input(x, 4, self.in_channels)
         out = self.conv(self.pool(x))
-        self._cache = True  # the children hold the arrays; this only marks that forward ran
+        self._cache = out.shape  # the children hold the arrays; this is for checking dout
         return out
 
     def backward(self, dout):
-        self._saved()
+        self._check_dout(dout, self._saved())
         return self.pool.backward(self.conv.backward(dout))
 
     def extra_repr(self) -> str:
@@ -81,11 +81,11 @@ class MixedSCLayer(Layer):
         self._check_input(x, 4, self.in_channels)
         xp = backend.get_array_module(x)
         out = xp.concatenate([self.conv(x), self.sc(x)], axis=1)
-        self._cache = True
+        self._cache = out.shape
         return out
 
     def backward(self, dout):
-        self._saved()
+        self._check_dout(dout, self._saved())
         c = self.conv_channels
         return self.conv.backward(dout[:, :c]) + self.sc.backward(dout[:, c:])
 

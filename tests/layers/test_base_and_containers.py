@@ -146,6 +146,22 @@ def test_load_state_dict_errors():
     model.load_state_dict(missing, strict=False)  # partial loads are allowed when asked for
 
 
+def test_unset_buffers_are_skipped_everywhere():
+    # A buffer may be registered as None until first use; it holds no state to save or move.
+    model = make_model()
+    model[1][0].register_buffer("later", None)
+    state = model.state_dict()
+    assert "1.0.later" not in state
+    make_model(3).load_state_dict(state)  # the same architecture, its buffer also unset
+    other = make_model(3)
+    other[1][0].register_buffer("later", None)
+    other.load_state_dict(state)  # strict: None is neither missing nor unexpected
+    np.testing.assert_array_equal(other[0].weight.data, model[0].weight.data)
+    assert other[1][0].later is None
+    other.astype(np.float64).to("cpu")
+    assert other[1][0].later is None
+
+
 # ---------------------------------------------------------------- gradients and modes
 def test_zero_grad_clears_every_parameter():
     model = make_model()
@@ -173,11 +189,32 @@ def test_sequential_gradcheck():
     assert max(errors.values()) < GRAD_TOL, errors
 
 
+def test_sequential_matches_torch():
+    torch = pytest.importorskip("torch")
+    model = L.Sequential(L.Linear(4, 5, rng=rng_for(0)), L.Tanh(), L.Linear(5, 3, rng=rng_for(1)))
+    model.astype(np.float64)
+    ref = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+    ref = ref.double()
+    ref.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+    x, dout = rng_for(2).standard_normal((6, 4)), rng_for(3).standard_normal((6, 3))
+    y, dx = model(x), model.backward(dout)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    yt = ref(xt)
+    yt.backward(torch.from_numpy(dout))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-14)
+    for (name, p), (ref_name, ref_p) in zip(model.named_parameters(), ref.named_parameters()):
+        assert name == ref_name  # PyTorch's dotted names carry over
+        np.testing.assert_allclose(p.grad, ref_p.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
 def test_backward_before_forward():
     with pytest.raises(RuntimeError, match=r"Linear\(.*\): backward called before forward"):
         L.Linear(2, 2).backward(np.ones((1, 2)))
     with pytest.raises(RuntimeError, match="before forward"):
         L.Residual(L.Tanh()).backward(np.ones((1, 2)))
+    with pytest.raises(RuntimeError, match=r"^Sequential\(\): backward called before forward"):
+        L.Sequential().backward(np.ones((1, 2)))  # even with no child to notice
 
 
 # ---------------------------------------------------------------- Residual

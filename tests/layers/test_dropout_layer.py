@@ -113,3 +113,20 @@ def test_backward_errors():
         layer.backward(np.ones((3, 2)))
     with pytest.raises(ValueError, match="expected an array"):
         layer([1.0, 2.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_eval_matches_torch(dtype):
+    # Training masks come from different generators, so only eval mode can agree exactly.
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3, 5)).astype(dtype)
+    dout = rng.standard_normal(x.shape).astype(dtype)
+    layer = L.Dropout(0.3).eval()
+    y, dx = layer(x), layer.backward(dout)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    yt = torch.nn.Dropout(0.3).eval()(xt)
+    yt.backward(torch.from_numpy(dout))
+    assert y.dtype == dtype and dx.dtype == dtype
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    np.testing.assert_array_equal(dx, xt.grad.numpy())

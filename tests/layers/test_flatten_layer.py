@@ -26,8 +26,16 @@ def test_gradcheck():
 
 def test_matches_torch():
     torch = pytest.importorskip("torch")
-    x = np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32)
-    np.testing.assert_array_equal(L.Flatten()(x), torch.nn.Flatten()(torch.from_numpy(x)).numpy())
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    dout = rng.standard_normal((2, 60)).astype(np.float32)
+    layer = L.Flatten()
+    y, dx = layer(x), layer.backward(dout)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    yt = torch.nn.Flatten()(xt)
+    yt.backward(torch.from_numpy(dout))
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    np.testing.assert_array_equal(dx, xt.grad.numpy())
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
