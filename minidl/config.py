@@ -13,9 +13,9 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .backend import DEVICES
+from .functional.conv import METHODS as CONV_METHODS
 from .optim import OPTIMIZERS, SCHEDULES
-CONV_METHODS = ("im2col", "fft", "loops")
-DEVICES = ("cpu", "gpu")
 
 # Fields a resumed run may change: everything else must match the folder's config.json.
 RESUMABLE_CHANGES = ("epochs", "resume", "no_progress")
@@ -34,7 +34,9 @@ class TrainConfig:
     model: str = _opt("", "architecture to train", positional=True)
     bn: bool = _opt(False, "add BatchNorm after every convolution (fixes the broken vgg38)")
     residual: bool = _opt(False, "wrap blocks in residual (skip) connections (He et al., 2016)")
-    num_filters: int = _opt(32, "channels of the first stage (later stages scale from it)")
+    num_filters: int = _opt(32, "channels of the first stage (later stages scale from it); "
+                                "models with a width option (resnet18, vgg11, vgg16, sfnet) keep "
+                                "their own width unless this is given")
     num_blocks_per_stage: typing.Optional[int] = _opt(
         None, "convolutional blocks per stage (the model's own depth when not given)")
     activation: typing.Optional[str] = _opt(

@@ -94,6 +94,25 @@ def _json_number(value):
     return None if value is None or not math.isfinite(value) else float(value)
 
 
+def model_options(cfg: TrainConfig, accepted, data_options: dict) -> dict:
+    """Keyword arguments for ``models.build``: the entries of ``data_options`` the model
+    accepts (``accepted``, its option names) and every model field the user set.
+
+    A field left at its default is not passed, so each model keeps its own default (resnet18
+    keeps its BatchNorm and the papers' width 64); a field the user set is always passed, so
+    that build() says which options do not apply to the model.
+    """
+    user_set = explicitly_set(cfg)
+    options = {k: v for k, v in data_options.items() if k in accepted}
+    for field_name, option in MODEL_OPTIONS.items():
+        if field_name not in user_set:
+            continue
+        if option == "num_filters" and option not in accepted and "width" in accepted:
+            option = "width"  # resnet18, vgg11, ... call their first-stage channels width
+        options[option] = getattr(cfg, field_name)
+    return options
+
+
 class Trainer:
     """Everything one run needs, built from a TrainConfig; ``fit()`` trains, returns the exit code."""
 
@@ -174,21 +193,11 @@ class Trainer:
         return state, saved.epochs
 
     def _build_model(self):
-        """``models.build`` with the options the user set plus those the model accepts."""
+        """``models.build`` with the data set's shape, the seed and the model options of cfg."""
         cfg = self.cfg
-        accepted = models.options(cfg.model)
-        user_set = explicitly_set(cfg)
         data_options = {"in_channels": self.splits.in_channels,
                         "num_classes": self.splits.num_classes, "seed": cfg.seed}
-        options = {k: v for k, v in data_options.items() if k in accepted}
-        for field_name, option in MODEL_OPTIONS.items():
-            value = getattr(cfg, field_name)
-            if option == "num_filters" and option not in accepted and "width" in accepted:
-                option = "width"  # resnet18/vgg11/... call their first-stage channel count width
-            # None means "the model's own default". An option the user set explicitly is passed
-            # even if the model lacks it, so that build() says it does not apply.
-            if value is not None and (option in accepted or field_name in user_set):
-                options[option] = value
+        options = model_options(cfg, models.options(cfg.model), data_options)
         try:
             return models.build(cfg.model, **options)
         except ValueError as err:  # an option the model does not take, or a bad value

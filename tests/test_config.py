@@ -81,3 +81,39 @@ def test_explicitly_set_and_problems():
     text = " ".join(bad.problems())
     for option in ("--epochs", "--dropout", "--lr", "--subset", "--batch-size"):
         assert option in text
+
+
+# The options and defaults the training issue asks for, spelt as on the command line.
+ISSUE_DEFAULTS = {"--epochs": 100, "--batch-size": 100, "--lr": 1e-3, "--min-lr": 2e-5,
+                  "--optimizer": "adam", "--schedule": "cosine", "--conv": "im2col",
+                  "--device": "cpu", "--seed": 0}
+ISSUE_FLAGS = ("--bn", "--residual", "--random-erasing", "--augment", "--resume", "--no-progress")
+ISSUE_VALUES = {"--dataset": "cifar100", "--data-dir": "/data", "--weight-decay": 1e-4,
+                "--dropout": 0.2, "--num-filters": 16, "--num-blocks-per-stage": 2,
+                "--activation": "relu", "--subset": 500, "--out": "runs/x"}
+
+
+def _field(option: str) -> str:
+    return option[2:].replace("-", "_")
+
+
+def test_every_issue_option_parses_with_its_default():
+    cfg = parse_config(["vgg38"])
+    for option, default in ISSUE_DEFAULTS.items():
+        assert getattr(cfg, _field(option)) == default, option
+    for flag in ISSUE_FLAGS:
+        assert getattr(cfg, _field(flag)) is False
+        assert getattr(parse_config(["vgg38", flag]), _field(flag)) is True, flag
+    for option, value in ISSUE_VALUES.items():
+        assert getattr(parse_config(["vgg38", option, str(value)]), _field(option)) == value
+
+
+@pytest.mark.parametrize("option, valid", [("--conv", ("im2col", "fft", "loops")),
+                                           ("--device", ("cpu", "gpu"))])
+def test_closed_choices(option, valid, capsys):
+    for value in valid:
+        assert getattr(parse_config(["vgg38", option, value]), _field(option)) == value
+    with pytest.raises(SystemExit):
+        parse_config(["vgg38", option, "winograd"])
+    err = capsys.readouterr().err
+    assert "invalid choice: 'winograd'" in err and all(v in err for v in valid)

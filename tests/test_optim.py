@@ -263,11 +263,17 @@ def test_state_dict_round_trip_continues_identically(xp, name, kw):
             np.testing.assert_array_equal(rest[t][j], straight[3 + t][j])
 
 
-def test_state_dict_is_a_copy():
+def _adam_after_one_step(**kw):
+    """An Adam optimiser after one step, with its parameters and the gradient sequence."""
     w0, grads = problem()
     params = make_params(w0)
-    opt = optim.Adam(params)
+    opt = optim.Adam(params, **kw)
     run(opt, params, grads, [0])
+    return opt, params, grads
+
+
+def test_state_dict_is_a_copy():
+    opt, params, grads = _adam_after_one_step()
     state = opt.state_dict()
     saved = state["0.exp_avg"].copy()
     run(opt, params, grads, [1])
@@ -278,20 +284,13 @@ def test_state_dict_is_a_copy():
 
 
 def test_state_dict_keys_are_torch_names():
-    w0, grads = problem()
-    params = make_params(w0)
-    opt = optim.Adam(params, amsgrad=True)
-    run(opt, params, grads, [0])
+    opt, _, _ = _adam_after_one_step(amsgrad=True)
     assert set(opt.state_dict()) == {"step", "lr", "num_params"} | {
         f"{i}.{n}" for i in range(2) for n in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")}
 
 
 def _trained_adam_state():
-    w0, grads = problem()
-    params = make_params(w0)
-    opt = optim.Adam(params)
-    run(opt, params, grads, [0])
-    return opt.state_dict()
+    return _adam_after_one_step()[0].state_dict()
 
 
 def test_load_state_dict_wrong_number_of_params():

@@ -20,10 +20,10 @@ import pytest
 
 from minidl import backend, layers as L, losses, models
 from minidl.checkpoint import load_checkpoint
-from minidl.config import TrainConfig, option_name
+from minidl.config import TrainConfig, option_name, parse_config
 from minidl.metrics import GRAD_FLOW_COLUMNS, METRIC_COLUMNS
 from minidl.models import registry
-from minidl.train import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USAGE, main
+from minidl.train import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USAGE, main, model_options
 
 N_TRAIN, N_TEST, N_CLASSES = 120, 30, 10
 VAL_FRACTION = 0.1                       # 12 validation images, 108 training images
@@ -89,12 +89,17 @@ def _read_csv(path):
         return reader.fieldnames, list(reader)
 
 
-def _assert_same_state(a, b):
-    """Model and optimiser arrays of two checkpoints are bit-for-bit equal."""
+def _assert_same_run(out, reference):
+    """The runs in two folders ended with bit-for-bit equal model and optimiser arrays and
+    logged the same metrics (all but the timings)."""
+    a, b = (load_checkpoint(folder / "checkpoints" / "latest.npz") for folder in (out, reference))
     for part in ("model", "optim"):
         assert a[part].keys() == b[part].keys()
         for key in a[part]:
             np.testing.assert_array_equal(a[part][key], b[part][key], err_msg=f"{part}/{key}")
+    rows, ref_rows = (_read_csv(folder / "metrics.csv")[1] for folder in (out, reference))
+    for column in ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc"):
+        assert [r[column] for r in rows] == [r[column] for r in ref_rows], column
 
 
 @pytest.fixture(scope="module")
@@ -180,17 +185,35 @@ def test_default_out_folder(tiny_model, data_dir, tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "tiny_mlp-fashion_mnist" / "test_summary.json").is_file()
 
 
+DATA_OPTIONS = {"in_channels": 1, "num_classes": 10, "seed": 3}
+
+
+@pytest.mark.parametrize("argv, expected, absent", [
+    # options left at their defaults are not passed: each model keeps its own defaults
+    (["vgg38"], {}, {"num_filters", "bn", "conv_method", "num_blocks_per_stage", "activation"}),
+    (["vgg38", "--bn", "--num-blocks-per-stage", "2", "--conv", "fft"],
+     {"bn": True, "num_blocks_per_stage": 2, "conv_method": "fft"}, set()),
+    # resnet18 keeps its own width (the paper's 64) and BatchNorm unless told otherwise
+    (["resnet18"], {}, {"width", "num_filters", "bn"}),
+    (["resnet18", "--num-filters", "16"], {"width": 16}, {"num_filters"}),
+    (["mobilenet", "--activation", "elu"], {"activation": "elu"}, {"width_mult", "num_filters"}),
+    # set explicitly but not an option of lenet5: passed on, so build() can name it
+    (["lenet5", "--num-filters", "8"], {"num_filters": 8}, set()),
+])
+def test_model_options_from_the_command_line(argv, expected, absent):
+    cfg = parse_config(argv)
+    options = model_options(cfg, models.options(cfg.model), DATA_OPTIONS)
+    assert {**DATA_OPTIONS, **expected}.items() <= options.items()
+    assert not absent & options.keys()
+
+
 # ---------------------------------------------------------------------- resume
 def test_resume_after_finished_epoch_equals_straight_run(straight_run, data_dir, tmp_path):
     out = tmp_path / "resumed"
     assert main(_argv(data_dir, out, "--epochs", "1")) == 0
+    # the 1-epoch cosine schedule is rebuilt for 2 epochs: the lr column must match too
     assert main(_argv(data_dir, out, "--epochs", "2", "--resume")) == 0
-    _assert_same_state(load_checkpoint(straight_run / "checkpoints" / "latest.npz"),
-                       load_checkpoint(out / "checkpoints" / "latest.npz"))
-    _, rows = _read_csv(out / "metrics.csv")
-    _, ref_rows = _read_csv(straight_run / "metrics.csv")
-    assert [r["lr"] for r in rows] == [r["lr"] for r in ref_rows]  # schedule rebuilt for 2
-    assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in ref_rows]
+    _assert_same_run(out, straight_run)
 
 
 class _CountingLoss(losses.CrossEntropyLoss):
@@ -230,12 +253,7 @@ def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(straight_run, data_dir, tmp_
 
     monkeypatch.undo()
     assert main(_argv(data_dir, out, "--epochs", "2", "--resume")) == 0
-    _assert_same_state(load_checkpoint(straight_run / "checkpoints" / "latest.npz"),
-                       load_checkpoint(out / "checkpoints" / "latest.npz"))
-    _, rows = _read_csv(out / "metrics.csv")
-    _, ref_rows = _read_csv(straight_run / "metrics.csv")
-    for column in ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc"):
-        assert [r[column] for r in rows] == [r[column] for r in ref_rows], column
+    _assert_same_run(out, straight_run)
 
 
 def test_resume_refuses_a_changed_configuration(straight_run, data_dir, capsys):

@@ -1,22 +1,26 @@
-"""Building blocks shared by the model families: named chains, post-activation residuals, checks."""
+"""Building blocks shared by the model families: named chains, post-activation residuals,
+the pooled linear head, and option checks."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import numpy as np
 
+from .. import layers as L
 from ..layers.activations import get_activation
 from ..layers.base import Layer
-from ..layers.containers import Residual, Sequential
-from ..layers.dropout import Dropout
 
 
-class NamedSequential(Sequential):
+class NamedSequential(L.Sequential):
     """A Sequential whose children carry meaningful names ("conv1", "bn1", ...) instead of "0", "1".
 
     ``layers`` is a mapping or a sequence of ``(name, layer)`` pairs; ``None`` entries are
     skipped, so optional pieces (a BatchNorm when ``bn=False``) need no branching at call sites.
+    A model built on it sets ``_summary`` to its key options, which ``repr`` shows.
     """
+
+    _summary = ""
 
     def __init__(self, layers=()):
         super().__init__()
@@ -25,8 +29,11 @@ class NamedSequential(Sequential):
             if layer is not None:
                 self.add_child(name, layer)
 
+    def extra_repr(self) -> str:
+        return self._summary
 
-class ResidualBlock(Residual):
+
+class ResidualBlock(L.Residual):
     """``y = act(body(x) + shortcut(x))``: the activation follows the sum (He et al., 2016).
 
     x: (N, C, H, W) -> (N, C', H', W'). The shortcut is the identity when None.
@@ -58,23 +65,19 @@ def make_rng(seed, rng):
     return None if seed is None else np.random.default_rng(seed)
 
 
-def make_activation(name: str) -> Layer:
-    """A fresh activation layer: each position needs its own, because layers cache their input."""
-    return get_activation(name)
+def activation_factory(name: str):
+    """A zero-argument callable that makes a fresh ``name`` activation layer per call.
+
+    Each position needs its own layer, because layers cache their input for backward.
+    """
+    return functools.partial(get_activation, name)
 
 
-def check_positive_int(model: str, **values) -> None:
-    """Raise a ValueError naming ``model`` unless every value is an int >= 1."""
+def check_int(model: str, minimum: int, **values) -> None:
+    """Raise a ValueError naming ``model`` unless every value is an int >= ``minimum``."""
     for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{model}: {key} must be a positive int, got {value!r}")
-
-
-def check_non_negative_int(model: str, **values) -> None:
-    """Raise a ValueError naming ``model`` unless every value is an int >= 0."""
-    for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{model}: {key} must be a non-negative int, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ValueError(f"{model}: {key} must be an int >= {minimum}, got {value!r}")
 
 
 def check_probability(model: str, **values) -> None:
@@ -92,4 +95,19 @@ def dropout_layer(p: float, rng=None) -> Layer | None:
     """
     if p == 0:
         return None
-    return Dropout(p, rng=None if rng is None else rng.spawn(1)[0])
+    return L.Dropout(p, rng=None if rng is None else rng.spawn(1)[0])
+
+
+def add_head(model: Layer, channels: int, num_classes: int, dropout: float = 0.0,
+             rng=None) -> None:
+    """Attach ``pool`` (global average), ``flatten``, [``dropout``] and a linear ``classifier``.
+
+    (N, channels, H, W) -> (N, num_classes), whatever H and W. Call it last in a constructor:
+    the attributes are registered (and the classifier's weights drawn) in this order.
+    """
+    model.pool = L.GlobalAvgPool2d()
+    model.flatten = L.Flatten()
+    drop = dropout_layer(dropout, rng)
+    if drop is not None:
+        model.dropout = drop
+    model.classifier = L.Linear(channels, num_classes, rng=rng)

@@ -10,8 +10,8 @@ independent of the input size (a 32x32 input leaves a 2x2 C5 map to average).
 from __future__ import annotations
 
 from .. import layers as L
-from ._blocks import (NamedSequential, check_positive_int, check_probability, dropout_layer,
-                      make_activation, make_rng)
+from ._blocks import (NamedSequential, activation_factory, check_int, check_probability,
+                      dropout_layer, make_rng)
 from .registry import register
 
 POOLS = {"max": L.MaxPool2d, "avg": L.AvgPool2d}
@@ -28,26 +28,27 @@ class LeNet5(NamedSequential):
     def __init__(self, in_channels: int = 1, num_classes: int = 10, activation: str = "relu",
                  pool: str = "max", dropout: float = 0.0, conv_method: str = "im2col",
                  seed: int | None = 0, rng=None):
-        check_positive_int("LeNet5", in_channels=in_channels, num_classes=num_classes)
+        check_int("LeNet5", 1, in_channels=in_channels, num_classes=num_classes)
         check_probability("LeNet5", dropout=dropout)
         if pool not in POOLS:
             raise ValueError(f"LeNet5: pool must be one of {sorted(POOLS)}, got {pool!r}")
         super().__init__()
         rng = make_rng(seed, rng)
+        act = activation_factory(activation)
 
         def conv(c_in, c_out, padding=0):
             return L.Conv2d(c_in, c_out, 5, padding=padding, method=conv_method, rng=rng)
 
         self.features = NamedSequential([
-            ("conv1", conv(in_channels, 6, padding=2)), ("act1", make_activation(activation)),
+            ("conv1", conv(in_channels, 6, padding=2)), ("act1", act()),
             ("pool1", POOLS[pool](2)),
-            ("conv2", conv(6, 16)), ("act2", make_activation(activation)),
+            ("conv2", conv(6, 16)), ("act2", act()),
             ("pool2", POOLS[pool](2)),
-            ("conv3", conv(16, 120)), ("act3", make_activation(activation))])
+            ("conv3", conv(16, 120)), ("act3", act())])
         self.pool = L.GlobalAvgPool2d()
         self.flatten = L.Flatten()
         self.classifier = NamedSequential([
-            ("fc1", L.Linear(120, 84, rng=rng)), ("act1", make_activation(activation)),
+            ("fc1", L.Linear(120, 84, rng=rng)), ("act1", act()),
             ("drop1", dropout_layer(dropout, rng)), ("fc2", L.Linear(84, num_classes, rng=rng))])
 
 

@@ -10,8 +10,8 @@ ports), so the four stride-2 blocks take 32x32 to 2x2 (28x28 to 2x2 as well).
 from __future__ import annotations
 
 from .. import layers as L
-from ._blocks import (NamedSequential, check_positive_int, check_probability, dropout_layer,
-                      make_activation, make_rng)
+from ._blocks import (NamedSequential, activation_factory, add_head, check_int,
+                      check_probability, make_rng)
 from .registry import register
 
 STEM_CHANNELS = 32
@@ -48,16 +48,14 @@ class MobileNet(NamedSequential):
     def __init__(self, in_channels: int = 3, num_classes: int = 10, width_mult: float = 1.0,
                  activation: str = "relu", dropout: float = 0.0, conv_method: str = "im2col",
                  seed: int | None = 0, rng=None):
-        check_positive_int("MobileNet", in_channels=in_channels, num_classes=num_classes)
+        check_int("MobileNet", 1, in_channels=in_channels, num_classes=num_classes)
         check_probability("MobileNet", dropout=dropout)
         if not isinstance(width_mult, (int, float)) or width_mult <= 0:
             raise ValueError(f"MobileNet: width_mult must be a positive number, got {width_mult!r}")
         super().__init__()
         rng = make_rng(seed, rng)
         self._summary = f"width_mult={width_mult}"
-
-        def act():
-            return make_activation(activation)
+        act = activation_factory(activation)
 
         c_in = scaled(STEM_CHANNELS, width_mult)
         self.stem = NamedSequential([
@@ -70,15 +68,7 @@ class MobileNet(NamedSequential):
             blocks.append(separable_block(c_in, c_out, stride, act, conv_method, rng))
             c_in = c_out
         self.blocks = L.Sequential(*blocks)
-        self.pool = L.GlobalAvgPool2d()
-        self.flatten = L.Flatten()
-        drop = dropout_layer(dropout, rng)
-        if drop is not None:
-            self.dropout = drop
-        self.classifier = L.Linear(c_in, num_classes, rng=rng)
-
-    def extra_repr(self) -> str:
-        return self._summary
+        add_head(self, c_in, num_classes, dropout, rng)
 
 
 register("mobilenet")(MobileNet)

@@ -20,7 +20,7 @@ def register(name: str):
     def decorator(builder: Callable) -> Callable:
         if name in _BUILDERS and _BUILDERS[name] is not builder:
             raise ValueError(f"register: a model named {name!r} is already registered "
-                             f"({_BUILDERS[name].__qualname__})")
+                             f"({_BUILDERS[name]!r})")
         _BUILDERS[name] = builder
         return builder
 

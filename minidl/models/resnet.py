@@ -10,7 +10,7 @@ the count of torchvision's resnet18 with this stem and head.
 from __future__ import annotations
 
 from .. import layers as L
-from ._blocks import (NamedSequential, ResidualBlock, check_positive_int, make_activation,
+from ._blocks import (NamedSequential, ResidualBlock, activation_factory, add_head, check_int,
                       make_rng)
 from .registry import register
 
@@ -49,14 +49,11 @@ class ResNet18(NamedSequential):
     def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 64,
                  activation: str = "relu", bn: bool = True, conv_method: str = "im2col",
                  seed: int | None = 0, rng=None):
-        check_positive_int("ResNet18", in_channels=in_channels, num_classes=num_classes,
-                           width=width)
+        check_int("ResNet18", 1, in_channels=in_channels, num_classes=num_classes, width=width)
         super().__init__()
         rng = make_rng(seed, rng)
         self._summary = f"width={width}, activation={activation!r}, bn={bn}"
-
-        def act():
-            return make_activation(activation)
+        act = activation_factory(activation)
 
         self.stem = NamedSequential([
             ("conv", L.Conv2d(in_channels, width, 3, padding=1, bias=False,
@@ -71,12 +68,7 @@ class ResNet18(NamedSequential):
                 blocks.append(basic_block(c_in, c_out, stride, bn, act, conv_method, rng))
                 c_in = c_out
             setattr(self, f"layer{i + 1}", L.Sequential(*blocks))
-        self.pool = L.GlobalAvgPool2d()
-        self.flatten = L.Flatten()
-        self.classifier = L.Linear(c_in, num_classes, rng=rng)
-
-    def extra_repr(self) -> str:
-        return self._summary
+        add_head(self, c_in, num_classes, rng=rng)
 
 
 register("resnet18")(ResNet18)

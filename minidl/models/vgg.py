@@ -12,8 +12,8 @@ the original would fail on a 1x1 map, so the last scale ends in global average p
 from __future__ import annotations
 
 from .. import layers as L
-from ._blocks import (NamedSequential, check_positive_int, check_probability, dropout_layer,
-                      make_activation, make_rng)
+from ._blocks import (NamedSequential, activation_factory, check_int, check_probability,
+                      dropout_layer, make_rng)
 from .registry import register
 
 M = "M"
@@ -37,8 +37,8 @@ class VGG(NamedSequential):
                  activation: str = "relu", dropout: float = 0.0, mixed_channels: int = 16,
                  pool_size: int = 3, conv_method: str = "im2col", seed: int | None = 0,
                  rng=None):
-        check_positive_int("VGG", in_channels=in_channels, num_classes=num_classes, width=width,
-                           hidden=hidden)
+        check_int("VGG", 1, in_channels=in_channels, num_classes=num_classes, width=width,
+                  hidden=hidden)
         check_probability("VGG", dropout=dropout)
         if not config or config[-1] != M:
             raise ValueError(f"VGG: config must end with {M!r} (the last scale's pool), "
@@ -46,9 +46,7 @@ class VGG(NamedSequential):
         super().__init__()
         rng = make_rng(seed, rng)
         self._summary = f"width={width}, hidden={hidden}, bn={bn}, head_bn={head_bn}"
-
-        def act():
-            return make_activation(activation)
+        act = activation_factory(activation)
 
         def layer(spec, c_in):
             kind, c = spec if isinstance(spec, tuple) else ("conv", spec)
@@ -89,9 +87,6 @@ class VGG(NamedSequential):
             h_in = hidden
         head.append(("fc3", L.Linear(hidden, num_classes, rng=rng)))
         self.classifier = NamedSequential(head)
-
-    def extra_repr(self) -> str:
-        return self._summary
 
 
 @register("vgg11")

@@ -9,9 +9,11 @@ Global average pooling makes the head independent of the input size (28x28 or 32
 """
 from __future__ import annotations
 
+import functools
+
 from .. import layers as L
-from ._blocks import (NamedSequential, ResidualBlock, check_non_negative_int, check_positive_int,
-                      check_probability, dropout_layer, make_activation, make_rng)
+from ._blocks import (NamedSequential, ResidualBlock, activation_factory, add_head, check_int,
+                      check_probability, make_rng)
 from .registry import register
 
 
@@ -20,31 +22,31 @@ class VGGMLP(NamedSequential):
 
     Children: ``features`` (``entry``, then ``stage0``, ``stage1``, ... each holding ``block0``,
     ``block1``, ... and ``reduction``), ``pool``, ``flatten``, ``dropout`` (if > 0), ``classifier``.
+    The defaults are VGG-38: 37 convs + 1 linear, 336,196 parameters for 3 channels and 100
+    classes (338,500 with ``bn``); VGG-08 is the same with no processing blocks: 7 convs +
+    1 linear, 59,716 parameters.
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 100, num_filters: int = 32,
                  num_blocks_per_stage: int = 5, num_stages: int = 3, bn: bool = False,
                  residual: bool = False, activation: str = "leaky_relu", dropout: float = 0.0,
                  conv_method: str = "im2col", seed: int | None = 0, rng=None):
-        check_positive_int("VGGMLP", in_channels=in_channels, num_classes=num_classes,
-                           num_filters=num_filters)
-        check_non_negative_int("VGGMLP", num_blocks_per_stage=num_blocks_per_stage,
-                               num_stages=num_stages)
+        check_int("VGGMLP", 1, in_channels=in_channels, num_classes=num_classes,
+                  num_filters=num_filters)
+        check_int("VGGMLP", 0, num_blocks_per_stage=num_blocks_per_stage, num_stages=num_stages)
         check_probability("VGGMLP", dropout=dropout)
         super().__init__()
         rng = make_rng(seed, rng)
         self._summary = (f"num_filters={num_filters}, num_blocks_per_stage={num_blocks_per_stage}, "
                          f"num_stages={num_stages}, bn={bn}, residual={residual}")
         width = num_filters
+        act = activation_factory(activation)
 
         def conv(bias, c_in=width):
             return L.Conv2d(c_in, width, 3, padding=1, bias=bias, method=conv_method, rng=rng)
 
         def norm():
             return L.BatchNorm2d(width) if bn else None
-
-        def act():
-            return make_activation(activation)
 
         # the entry BatchNorm exists even when bn=False, as in the coursework framework
         stages = [("entry", NamedSequential([("conv", conv(False, in_channels)),
@@ -55,15 +57,7 @@ class VGGMLP(NamedSequential):
             blocks.append(("reduction", _reduction_block(conv, norm, act)))
             stages.append((f"stage{s}", NamedSequential(blocks)))
         self.features = NamedSequential(stages)
-        self.pool = L.GlobalAvgPool2d()
-        self.flatten = L.Flatten()
-        drop = dropout_layer(dropout, rng)
-        if drop is not None:
-            self.dropout = drop
-        self.classifier = L.Linear(width, num_classes, rng=rng)
-
-    def extra_repr(self) -> str:
-        return self._summary
+        add_head(self, width, num_classes, dropout, rng)
 
 
 def _processing_block(conv, norm, act, residual):
@@ -83,21 +77,6 @@ def _reduction_block(conv, norm, act):
                             ("conv2", conv(True)), ("bn2", norm()), ("act2", act())])
 
 
-@register("vgg08")
-def vgg08(in_channels: int = 3, num_classes: int = 100, num_filters: int = 32,
-          num_blocks_per_stage: int = 0, num_stages: int = 3, bn: bool = False,
-          residual: bool = False, activation: str = "leaky_relu", dropout: float = 0.0,
-          conv_method: str = "im2col", seed: int | None = 0, rng=None) -> VGGMLP:
-    """VGG-08: 7 convs + 1 linear (3 reduction blocks, no processing blocks); 59,716 params."""
-    return VGGMLP(in_channels, num_classes, num_filters, num_blocks_per_stage, num_stages, bn,
-                  residual, activation, dropout, conv_method, seed, rng)
-
-
-@register("vgg38")
-def vgg38(in_channels: int = 3, num_classes: int = 100, num_filters: int = 32,
-          num_blocks_per_stage: int = 5, num_stages: int = 3, bn: bool = False,
-          residual: bool = False, activation: str = "leaky_relu", dropout: float = 0.0,
-          conv_method: str = "im2col", seed: int | None = 0, rng=None) -> VGGMLP:
-    """VGG-38: 37 conv layers + 1 linear (5 processing blocks per stage); 336,196 params."""
-    return VGGMLP(in_channels, num_classes, num_filters, num_blocks_per_stage, num_stages, bn,
-                  residual, activation, dropout, conv_method, seed, rng)
+# One network, two registered depths: ``models.options`` reads each default from the signature.
+register("vgg38")(VGGMLP)
+register("vgg08")(functools.partial(VGGMLP, num_blocks_per_stage=0))

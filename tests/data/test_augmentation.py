@@ -26,6 +26,22 @@ def test_random_crop_is_a_shift_with_zero_fill(padding):
     assert len(offsets) == (2 * padding + 1) ** 2  # every offset occurs
 
 
+def test_random_crop_offsets_are_uniform():
+    """Each of the (2p + 1)^2 shifts is equally likely (binomial bounds of 4 standard deviations)."""
+    n, padding, size = 20_000, 2, 8
+    # every pixel holds its own position, so the centre pixel of a crop names the shift
+    x = np.broadcast_to(1 + np.arange(size * size, dtype=np.float32).reshape(1, 1, size, size),
+                        (n, 1, size, size))
+    centre = random_crop(x, padding, np.random.default_rng(5))[:, 0, size // 2, size // 2]
+    source = centre.astype(np.int64) - 1
+    dy, dx = source // size - size // 2, source % size - size // 2
+    assert dy.min() == dx.min() == -padding and dy.max() == dx.max() == padding
+    k = 2 * padding + 1
+    counts = np.bincount((dy + padding) * k + dx + padding, minlength=k * k)
+    expected = n / k ** 2
+    assert np.abs(counts - expected).max() < 4 * np.sqrt(expected * (1 - 1 / k ** 2))
+
+
 def test_random_crop_zero_padding_is_identity_copy():
     x = batch()
     out = random_crop(x, 0, np.random.default_rng(0))

@@ -44,13 +44,14 @@ def test_split_is_a_seeded_partition(idx_dataset):
         lookup = {r.tobytes(): i for i, r in enumerate(images)}
         return [lookup[r.tobytes()] for r in np.rint(x.reshape(len(x), -1) * 255).astype(np.uint8)]
 
-    a = load_dataset("mnist", data_dir=folder, val_fraction=0.05, seed=3, normalize=False)
+    a = load_dataset("mnist", data_dir=folder, seed=3, normalize=False)  # default: 5 % held out
     b = load_dataset("mnist", data_dir=folder, val_fraction=0.05, seed=3, normalize=False)
     c = load_dataset("mnist", data_dir=folder, val_fraction=0.05, seed=4, normalize=False)
     train, val = rows(a.train[0]), rows(a.val[0])
     assert len(val) == 10 and sorted(train + val) == list(range(200))
     np.testing.assert_array_equal(a.train[1], arrays["train-labels-idx1-ubyte"][train])
     np.testing.assert_array_equal(a.train[0], b.train[0])
+    np.testing.assert_array_equal(a.val[0], b.val[0])
     assert rows(c.val[0]) != val
 
 

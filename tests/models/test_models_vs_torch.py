@@ -16,22 +16,41 @@ nn = torch.nn
 F = torch.nn.functional
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """torch's CPU kernels fight for cores with the other test worker (the grouped convolutions
+    of mobilenet slow down a hundredfold); one thread is plenty for these small problems."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _norm(f, bn):
+    return nn.BatchNorm2d(f) if bn else nn.Identity()
+
+
 class TorchProcessingBlock(nn.Module):
-    def __init__(self, f):
+    """conv (no bias) -> [BN] -> lrelu -> conv (no bias) -> [BN] -> (+ x) -> lrelu."""
+
+    def __init__(self, f, bn, residual):
         super().__init__()
-        self.conv1, self.bn1 = nn.Conv2d(f, f, 3, padding=1, bias=False), nn.BatchNorm2d(f)
-        self.conv2, self.bn2 = nn.Conv2d(f, f, 3, padding=1, bias=False), nn.BatchNorm2d(f)
+        self.conv1, self.bn1 = nn.Conv2d(f, f, 3, padding=1, bias=False), _norm(f, bn)
+        self.conv2, self.bn2 = nn.Conv2d(f, f, 3, padding=1, bias=False), _norm(f, bn)
+        self.residual = residual
 
     def forward(self, x):
-        out = F.leaky_relu(self.bn1(self.conv1(x)))
-        return F.leaky_relu(self.bn2(self.conv2(out)) + x)
+        out = self.bn2(self.conv2(F.leaky_relu(self.bn1(self.conv1(x)))))
+        return F.leaky_relu(out + x if self.residual else out)
 
 
 class TorchReductionBlock(nn.Module):
-    def __init__(self, f):
+    """conv (bias) -> [BN] -> lrelu -> avg pool 2 -> conv (bias) -> [BN] -> lrelu; no skip."""
+
+    def __init__(self, f, bn):
         super().__init__()
-        self.conv1, self.bn1 = nn.Conv2d(f, f, 3, padding=1), nn.BatchNorm2d(f)
-        self.conv2, self.bn2 = nn.Conv2d(f, f, 3, padding=1), nn.BatchNorm2d(f)
+        self.conv1, self.bn1 = nn.Conv2d(f, f, 3, padding=1), _norm(f, bn)
+        self.conv2, self.bn2 = nn.Conv2d(f, f, 3, padding=1), _norm(f, bn)
 
     def forward(self, x):
         out = F.avg_pool2d(F.leaky_relu(self.bn1(self.conv1(x))), 2)
@@ -39,14 +58,15 @@ class TorchReductionBlock(nn.Module):
 
 
 class TorchVGG38(nn.Module):
-    """The coursework's VGG with BN and residual processing blocks."""
+    """The coursework's VGG: entry conv (no bias) -> BN -> lrelu, stages, global mean, linear."""
 
-    def __init__(self, c_in, f, blocks, stages, classes):
+    def __init__(self, c_in, f, blocks, stages, classes, bn=True, residual=True):
         super().__init__()
         self.conv, self.bn = nn.Conv2d(c_in, f, 3, padding=1, bias=False), nn.BatchNorm2d(f)
         layers = []
         for _ in range(stages):
-            layers += [TorchProcessingBlock(f) for _ in range(blocks)] + [TorchReductionBlock(f)]
+            layers += [TorchProcessingBlock(f, bn, residual) for _ in range(blocks)]
+            layers.append(TorchReductionBlock(f, bn))
         self.stages = nn.Sequential(*layers)
         self.fc = nn.Linear(f, classes)
 
@@ -134,21 +154,30 @@ def _randomise_batchnorm(model, rng):
             layer.running_var = rng.uniform(0.5, 1.5, shape)
 
 
+# case -> (model name, options, the torch network for in_channels)
 CASES = {
-    "vgg38": (dict(num_filters=4, num_blocks_per_stage=2, bn=True, residual=True, num_classes=6),
-              lambda c_in: TorchVGG38(c_in, 4, 2, 3, 6)),
-    "resnet18": (dict(width=4, num_classes=6), lambda c_in: TorchResNet18(c_in, 4, 6)),
-    "mobilenet": (dict(width_mult=0.125, num_classes=6),
+    "vgg38-bn-res": ("vgg38", dict(num_filters=4, num_blocks_per_stage=2, bn=True, residual=True),
+                     lambda c_in: TorchVGG38(c_in, 4, 2, 3, 6)),
+    "vgg38-bn": ("vgg38", dict(num_filters=4, num_blocks_per_stage=2, bn=True),
+                 lambda c_in: TorchVGG38(c_in, 4, 2, 3, 6, residual=False)),
+    "vgg38-res": ("vgg38", dict(num_filters=4, num_blocks_per_stage=2, residual=True),
+                  lambda c_in: TorchVGG38(c_in, 4, 2, 3, 6, bn=False)),
+    "vgg38": ("vgg38", dict(num_filters=4, num_blocks_per_stage=2),
+              lambda c_in: TorchVGG38(c_in, 4, 2, 3, 6, bn=False, residual=False)),
+    "vgg08": ("vgg08", dict(num_filters=4),
+              lambda c_in: TorchVGG38(c_in, 4, 0, 3, 6, bn=False, residual=False)),
+    "resnet18": ("resnet18", dict(width=4), lambda c_in: TorchResNet18(c_in, 4, 6)),
+    "mobilenet": ("mobilenet", dict(width_mult=0.125),
                   lambda c_in: TorchMobileNet(c_in, 0.125, 6)),
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_forward_and_backward_match_torch(name, training):
-    options, make_torch = CASES[name]
+def test_forward_and_backward_match_torch(case, training):
+    name, options, make_torch = CASES[case]
     rng = np.random.default_rng(0)
-    ours = models.build(name, in_channels=3, seed=1, **options).astype(np.float64)
+    ours = models.build(name, in_channels=3, num_classes=6, seed=1, **options).astype(np.float64)
     _randomise_batchnorm(ours, rng)
     theirs = make_torch(3).double()
     _copy_into_torch(ours, theirs)
