@@ -22,8 +22,8 @@ data:  ## Fashion-MNIST from Debian's dataset-fashion-mnist package, unless alre
 	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist; }; \
 	fi
 
+# Two workers with one BLAS thread each: more threads than cores makes small GEMMs much slower.
 test: install-test  ## the whole test suite
-	# two workers, one BLAS thread each: more threads than cores makes small GEMMs much slower
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n 2
 
 train: install data  ## train vgg38 with BatchNorm and residual connections on Fashion-MNIST
