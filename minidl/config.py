@@ -18,7 +18,7 @@ from .functional.conv import METHODS as CONV_METHODS
 from .optim import OPTIMIZERS, SCHEDULES
 
 # Fields a resumed run may change: everything else must match the folder's config.json.
-RESUMABLE_CHANGES = ("epochs", "resume", "no_progress")
+RESUMABLE_CHANGES = ("epochs", "resume", "no_progress", "device")
 
 
 def _opt(default, help: str, **extra):
@@ -71,8 +71,8 @@ class TrainConfig:
     seed: int = _opt(0, "seed for initialisation, the validation split, shuffling and dropout")
     out: typing.Optional[str] = _opt(
         None, "experiment folder (runs/<model>[-bn][-res]-<dataset> when not given)")
-    resume: bool = _opt(False, "continue from <out>/checkpoints/latest.npz (only --epochs may "
-                               "change)")
+    resume: bool = _opt(False, "continue from <out>/checkpoints/latest.npz (only --epochs and "
+                               "--device may change)")
     no_progress: bool = _opt(False, "no progress bars (the per-epoch summary lines remain)")
 
     def default_out(self) -> str:

@@ -66,9 +66,9 @@ def test_default_out_folder_names_the_variant():
 
 def test_differences_ignore_what_a_resume_may_change():
     old = TrainConfig(model="vgg08", epochs=10)
-    new = dataclasses.replace(old, epochs=20, resume=True, no_progress=True)
+    new = dataclasses.replace(old, epochs=20, resume=True, no_progress=True, device="gpu")
     assert config_differences(old, new) == []
-    assert set(RESUMABLE_CHANGES) == {"epochs", "resume", "no_progress"}
+    assert set(RESUMABLE_CHANGES) == {"epochs", "resume", "no_progress", "device"}
     changed = dataclasses.replace(new, lr=0.1, bn=True)
     assert config_differences(old, changed) == [("bn", False, True), ("lr", 1e-3, 0.1)]
 
