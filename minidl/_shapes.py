@@ -4,14 +4,18 @@ from __future__ import annotations
 import operator
 
 
-def positive_int(value, name: str, who: str) -> int:
-    """``value`` as an int >= 1 (numpy ints too, not bools); else a ValueError naming ``who``."""
+def positive_int(value, name: str, who: str, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum`` (numpy ints too, not bools); else a ValueError naming ``who``.
+
+    The one integer check shared by layers, optimisers, schedules and models.
+    """
     try:
         number = operator.index(value)
     except TypeError:
         number = None
-    if number is None or isinstance(value, bool) or number < 1:
-        raise ValueError(f"{who}: {name} must be a positive int, got {value!r}")
+    if number is None or isinstance(value, bool) or number < minimum:
+        wanted = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{who}: {name} must be {wanted}, got {value!r}")
     return number
 
 

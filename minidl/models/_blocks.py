@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import layers as L
+from .._shapes import positive_int
 from ..layers.activations import get_activation
 from ..layers.base import Layer
 
@@ -76,8 +77,7 @@ def activation_factory(name: str):
 def check_int(model: str, minimum: int, **values) -> None:
     """Raise a ValueError naming ``model`` unless every value is an int >= ``minimum``."""
     for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise ValueError(f"{model}: {key} must be an int >= {minimum}, got {value!r}")
+        positive_int(value, key, model, minimum)
 
 
 def check_probability(model: str, **values) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 import numbers
 
+from .. import _shapes as shapes
+
 
 def _real(owner: str, name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
@@ -38,6 +40,4 @@ def unit_interval(owner: str, name: str, value, closed: bool = False) -> float:
 
 def positive_int(owner: str, name: str, value, minimum: int = 1) -> int:
     """``value`` as an int, or a ValueError unless it is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return shapes.positive_int(value, name, owner, minimum)
