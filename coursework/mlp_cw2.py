@@ -18,17 +18,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from minidl import train
+from minidl import plots, train
 from minidl.backend import DEVICES
 from minidl.config import RESUMABLE_CHANGES, TrainConfig, config_differences, parse_config
 from minidl.metrics import METRIC_COLUMNS, CSVLog
 
 PROG = "python -m coursework.mlp_cw2"
-TRAIN_PROG = "python -m minidl.train"
 REPORT_DATASET = "cifar100"
 REPORT_EPOCHS = 100
 
@@ -134,7 +132,7 @@ def _commands(args) -> list[tuple[Experiment, list[str]]]:
 def cmd_list(args) -> int:
     for exp, argv in _commands(args):
         print(f"# {exp.name}: {exp.description} (report: {_report_numbers(exp)})")
-        print(f"{TRAIN_PROG} {shlex.join(argv)}")
+        print(f"{train.PROG} {shlex.join(argv)}")
     return 0
 
 
@@ -153,7 +151,7 @@ def cmd_run(args) -> int:
             continue
         if state == "resume":
             argv = argv + ["--resume"]
-        print(f"{head}: {TRAIN_PROG} {shlex.join(argv)}", flush=True)
+        print(f"{head}: {train.PROG} {shlex.join(argv)}", flush=True)
         code = train.main(argv)
         if code == train.EXIT_DIVERGED:  # a result for this rung, not a reason to stop the ladder
             failed.append(exp.name)
@@ -224,9 +222,7 @@ def plot_val_accuracy(runs, path) -> Path:
                  + (f" (x: the report's value at epoch {REPORT_EPOCHS})" if crosses else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    return Path(path)
+    return plots.save_figure(fig, path)
 
 
 def cmd_table(args) -> int:

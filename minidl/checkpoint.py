@@ -1,7 +1,7 @@
 """Atomic ``.npz`` checkpoints of nested state (model, optimiser, schedule, RNGs, counters).
 
 Nested dicts are flattened to ``"prefix/key"`` names (``"model/features.0.weight"``,
-``"optim/m.3"``) so one ``.npz`` holds everything, and the file is loadable without pickle.
+``"optim/3.exp_avg"``) so one ``.npz`` holds everything, and the file is loadable without pickle.
 The write goes to a temporary file in the same folder, is flushed to disk, then renamed over
 the old checkpoint with ``os.replace`` (atomic on POSIX and Windows): a crash or Ctrl-C in the
 middle of a save leaves the previous checkpoint intact.

@@ -71,15 +71,17 @@ class GradientFlow:
             self.sums[i] = self.sums[i] + xp.abs(p.grad).mean()
         self.count += 1
 
+    def _host_sums(self) -> np.ndarray:
+        """The per-weight sums as a host float64 array (one sync per weight)."""
+        return np.array([float(backend.asnumpy(s)) for s in self.sums], dtype=np.float64)
+
     def means(self) -> np.ndarray:
         """Mean |grad| per weight, averaged over the accumulated steps (host float64 array)."""
-        sums = np.array([float(backend.asnumpy(s)) for s in self.sums], dtype=np.float64)
-        return sums / max(self.count, 1)
+        return self._host_sums() / max(self.count, 1)
 
     def state(self) -> dict:
         """Accumulators as host arrays, for a mid-epoch checkpoint."""
-        return {"sums": np.array([float(backend.asnumpy(s)) for s in self.sums]),
-                "count": self.count}
+        return {"sums": self._host_sums(), "count": self.count}
 
     def load_state(self, state: dict) -> None:
         sums = np.asarray(state["sums"], dtype=np.float64).reshape(-1)

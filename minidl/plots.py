@@ -13,7 +13,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 
-def _save(fig: Figure, path) -> Path:
+def save_figure(fig: Figure, path) -> Path:
+    """Render ``fig`` on an Agg canvas and write it to ``path`` (format from the suffix)."""
     path = Path(path)
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -34,7 +35,7 @@ def plot_curves(rows, path, title: str = "") -> Path:
         ax.legend()
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_gradient_flow(rows, path, title: str = "") -> Path:
@@ -72,4 +73,4 @@ def plot_gradient_flow(rows, path, title: str = "") -> Path:
     ax.set_ylabel("mean |grad| of weight")
     ax.grid(alpha=0.3, which="both")
     ax.set_title(title or "gradient flow")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from .. import backend
+from .._shapes import positive_int
 
 ERASING_ATTEMPTS = 10  # candidate rectangles per image, as in torchvision's RandomErasing
 
@@ -33,9 +34,7 @@ def random_crop(x, padding: int, rng: np.random.Generator):
     [-padding, padding]^2, the uncovered border filled with zeros.
     """
     _check_batch(x, "random_crop")
-    if padding < 0 or int(padding) != padding:
-        raise ValueError(f"random_crop: padding must be a non-negative int, got {padding!r}")
-    padding = int(padding)
+    padding = positive_int(padding, "padding", "random_crop", minimum=0)
     if padding == 0:
         return x.copy()
     xp = backend.get_array_module(x)

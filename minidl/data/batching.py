@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
+from .._shapes import positive_int
 
 
 class BatchIterator:
@@ -23,12 +24,10 @@ class BatchIterator:
         if len(x) != len(y):
             raise ValueError(f"BatchIterator: x and y must have the same length, got x {tuple(x.shape)} "
                              f"and y {tuple(y.shape)}")
-        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"BatchIterator: batch_size must be a positive int, got {batch_size!r}")
         if augment is not None and not callable(augment):
             raise ValueError(f"BatchIterator: augment must be callable(x, rng) or None, got {augment!r}")
         self.x, self.y = x, y
-        self.batch_size = int(batch_size)
+        self.batch_size = positive_int(batch_size, "batch_size", "BatchIterator")
         self.shuffle = shuffle
         self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         self.augment = augment

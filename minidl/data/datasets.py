@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._shapes import positive_int
 from .cifar import read_cifar
 from .mnist import read_idx_dataset
 from .sources import DatasetSource, find_dataset
@@ -91,9 +92,8 @@ def _to_float(x_uint8, mean, std):
 def _check_args(val_fraction, subset):
     if not 0 <= val_fraction < 1:
         raise ValueError(f"load_dataset: val_fraction must be in [0, 1), got {val_fraction}")
-    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, (int, np.integer))
-                               or subset < 1):
-        raise ValueError(f"load_dataset: subset must be a positive int or None, got {subset!r}")
+    if subset is not None:
+        positive_int(subset, "subset", "load_dataset")
 
 
 def load_dataset(name: str = "fashion_mnist", data_dir=None, val_fraction: float = 0.05, seed: int = 0,

@@ -159,16 +159,14 @@ class OneCycleLR(LRScheduler):
 
     def lr_at(self, epoch):
         initial = self.max_lr / self.div_factor
-        phases = ((self.pct_start * self.total_epochs - 1, initial, self.max_lr),
-                  (self.total_epochs - 1, self.max_lr, initial / self.final_div_factor))
-        start = 0.0
-        for k, (end, lr_from, lr_to) in enumerate(phases):
-            if epoch <= end or k == len(phases) - 1:
-                # torch divides by zero on an empty phase; there the phase is already complete.
-                pct = (epoch - start) / (end - start) if end > start else 1.0
-                return _cosine(lr_from, lr_to, min(pct, 1.0))
-            start = end
-        raise AssertionError("unreachable: the last phase always returns")
+        peak, last = self.pct_start * self.total_epochs - 1, self.total_epochs - 1
+        if epoch <= peak:
+            start, end, lr_from, lr_to = 0.0, peak, initial, self.max_lr
+        else:
+            start, end, lr_from, lr_to = peak, last, self.max_lr, initial / self.final_div_factor
+        # torch divides by zero on an empty phase; there the phase is already complete.
+        pct = (epoch - start) / (end - start) if end > start else 1.0
+        return _cosine(lr_from, lr_to, min(pct, 1.0))
 
 
 # name -> builder(opt, epochs, min_lr) with defaults derived from the run length.
