@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minidl._shapes import conv_output_size
 from minidl.functional.conv import METHODS, conv2d_backward, conv2d_forward
 
 try:
@@ -54,8 +55,8 @@ def make_arrays(case: ConvCase, dtype=np.float32, seed: int = 0):
     x = rng.standard_normal((case.N, case.C, case.H, case.W)).astype(dtype)
     w = rng.standard_normal((case.F, case.C, case.k, case.k)).astype(dtype)
     b = rng.standard_normal(case.F).astype(dtype)
-    Ho = case.H + 2 * case.padding - case.k + 1
-    Wo = case.W + 2 * case.padding - case.k + 1
+    Ho = conv_output_size(case.H, case.k, 1, case.padding)
+    Wo = conv_output_size(case.W, case.k, 1, case.padding)
     dout = rng.standard_normal((case.N, case.F, Ho, Wo)).astype(dtype)
     return x, w, b, dout
 

@@ -10,24 +10,33 @@ def positive_int(value, name: str, who: str, minimum: int = 1) -> int:
     The one integer check shared by layers, optimisers, schedules and models.
     """
     try:
-        number = operator.index(value)
+        number = _index(value)
     except TypeError:
         number = None
-    if number is None or isinstance(value, bool) or number < minimum:
+    if number is None or number < minimum:
         wanted = "a positive int" if minimum == 1 else f"an int >= {minimum}"
         raise ValueError(f"{who}: {name} must be {wanted}, got {value!r}")
     return number
 
 
 def pair(value, name: str = "value") -> tuple[int, int]:
-    """Turn an int or a length-2 sequence into ``(int, int)``; a clear error otherwise."""
-    if isinstance(value, int):
-        return (value, value)
+    """Turn an int or a length-2 sequence of ints (numpy ints too, not bools) into ``(int, int)``."""
+    try:
+        return (_index(value),) * 2
+    except TypeError:
+        pass  # not a single integer: try a pair
     try:
         a, b = value
-        return (int(a), int(b))
+        return (_index(a), _index(b))
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}") from None
+
+
+def _index(value) -> int:
+    """``value`` as a Python int if it is an integer (numpy ints too); TypeError for bools, floats."""
+    if isinstance(value, bool):  # True is an int to Python, never a size
+        raise TypeError(f"{value!r} is a bool")
+    return operator.index(value)
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:

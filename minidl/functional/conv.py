@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 from .. import backend
 from .._shapes import conv_output_size, pair, positive_int
+from ._windows import crop_hw, pad_hw, window_slice
 
 METHODS = ("loops", "im2col", "fft")
 
@@ -157,25 +158,12 @@ def _shape(shape):
 
 def _pad(x, geom: ConvGeometry):
     """Zero-pad H and W; x itself when there is no padding (no copy)."""
-    ph, pw = geom.padding
-    if ph == 0 and pw == 0:
-        return x
-    xp = backend.get_array_module(x)
-    return xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    return pad_hw(x, geom.padding)
 
 
 def _crop(dx_padded, geom: ConvGeometry):
-    """Drop the padding's rows and columns: their gradient belongs to no input pixel."""
-    ph, pw = geom.padding
-    return dx_padded[:, :, ph:ph + geom.H, pw:pw + geom.W]
-
-
-def _offset_window(p, q, geom: ConvGeometry):
-    """Slices of the padded input that kernel tap (p, q) meets, one entry per output pixel."""
-    (sh, sw), (dil_h, dil_w) = geom.stride, geom.dilation
-    rows = slice(p * dil_h, p * dil_h + sh * (geom.Ho - 1) + 1, sh)
-    cols = slice(q * dil_w, q * dil_w + sw * (geom.Wo - 1) + 1, sw)
-    return rows, cols
+    """The (H, W) input region of a gradient on the padded grid."""
+    return crop_hw(dx_padded, (geom.H, geom.W), geom.padding)
 
 
 # ---------------------------------------------------------------------------- loops
@@ -280,6 +268,7 @@ def _im2col_backward(dout, saved, geom: ConvGeometry):
     xp = backend.get_array_module(cols)
     G, N, L = geom.groups, geom.N, geom.Ho * geom.Wo
     Fg, Cg = geom.F // G, geom.C // G
+    dil_h, dil_w = geom.dilation
     dout_mat = xp.ascontiguousarray(dout.transpose(1, 0, 2, 3)).reshape(G, Fg, N * L)
     # (K, N*L) @ (N*L, Fg) rather than its transpose: BLAS splits the larger output dimension
     # across threads, which stays fast when other processes compete for the cores.
@@ -293,8 +282,9 @@ def _im2col_backward(dout, saved, geom: ConvGeometry):
         w_p = w_rows[:, :, :, p, :].reshape(G, Fg, Cg * geom.kw)
         xp.matmul(w_p.swapaxes(-1, -2), dout_mat, out=dcols_row)
         for q in range(geom.kw):
-            rows, cols_ = _offset_window(p, q, geom)
-            dx_pad[:, :, rows, cols_] += taps[:, q]
+            # Tap (p, q) of the dilated kernel reads the input ``dilation`` apart.
+            window = window_slice(p * dil_h, q * dil_w, geom.stride, (geom.Ho, geom.Wo))
+            dx_pad[window] += taps[:, q]
     dx = _crop(dx_pad, geom).transpose(1, 0, 2, 3)
     return xp.ascontiguousarray(dx), dW
 

@@ -31,15 +31,15 @@ def batchnorm_forward(x, gamma, beta, eps: float = 1e-5, mean=None, var=None):
     xp = backend.get_array_module(x)
     axes = _reduce_axes(x)
     batch_stats = mean is None
+    mean = x.mean(axis=axes) if batch_stats else mean.astype(x.dtype, copy=False)
+    centred = x - _per_channel(mean, x)
     if batch_stats:
-        mean = x.mean(axis=axes)
         # Two-pass variance: E[(x - mean)^2] does not cancel catastrophically like E[x^2] - mean^2.
-        var = ((x - _per_channel(mean, x)) ** 2).mean(axis=axes)
+        var = (centred * centred).mean(axis=axes)
     else:
-        mean = mean.astype(x.dtype, copy=False)
         var = var.astype(x.dtype, copy=False)
     inv_std = 1.0 / xp.sqrt(var + eps)
-    x_hat = (x - _per_channel(mean, x)) * _per_channel(inv_std, x)
+    x_hat = centred * _per_channel(inv_std, x)
     out = _per_channel(gamma, x) * x_hat + _per_channel(beta, x)
     count = x.size // x.shape[1]
     cache = {"x_hat": x_hat, "inv_std": inv_std, "gamma": gamma.astype(x.dtype, copy=False),

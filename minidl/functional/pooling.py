@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .. import backend
 from .._shapes import conv_output_size, pair
+from ._windows import crop_hw, pad_hw, window_slice
 
 
 def pool_geometry(x_shape, kernel_size, stride=None, padding=0, who: str = "pool2d"):
@@ -52,30 +53,9 @@ def check_pool_params(kernel_size, stride=None, padding=0, who: str = "pool2d"):
     return (kh, kw), (sh, sw), (ph, pw)
 
 
-def _window_slice(i, j, stride, out_hw):
-    """Index of the input pixels seen at kernel offset (i, j) by every output position."""
-    (sh, sw), (Ho, Wo) = stride, out_hw
-    return (slice(None), slice(None), slice(i, i + sh * (Ho - 1) + 1, sh),
-            slice(j, j + sw * (Wo - 1) + 1, sw))
-
-
-def _pad(x, padding, value):
-    ph, pw = padding
-    if ph == 0 and pw == 0:
-        return x
-    xp = backend.get_array_module(x)
-    return xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), mode="constant", constant_values=value)
-
-
 def _scatter_shape(x_shape, padding):
     N, C, H, W = x_shape
     return (N, C, H + 2 * padding[0], W + 2 * padding[1])
-
-
-def _crop(dx_padded, x_shape, padding):
-    ph, pw = padding
-    H, W = x_shape[2], x_shape[3]
-    return dx_padded[:, :, ph:ph + H, pw:pw + W]
 
 
 def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
@@ -89,13 +69,13 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
     kernel, stride, padding, out_hw = pool_geometry(x.shape, kernel_size, stride, padding,
                                                     "maxpool2d")
     kh, kw = kernel
-    xpad = _pad(x, padding, -xp.inf)
+    xpad = pad_hw(x, padding, -xp.inf)
     # Running max over kernel offsets: memory stays O(output), never O(kh*kw*output).
-    out = xpad[_window_slice(0, 0, stride, out_hw)].copy()
+    out = xpad[window_slice(0, 0, stride, out_hw)].copy()
     index_type = xp.uint8 if kh * kw <= 256 else xp.int32
     argmax = xp.zeros(out.shape, dtype=index_type)
     for k in range(1, kh * kw):
-        window = xpad[_window_slice(k // kw, k % kw, stride, out_hw)]
+        window = xpad[window_slice(k // kw, k % kw, stride, out_hw)]
         better = window > out  # strict: an equal later value does not steal the first max
         xp.maximum(out, window, out=out)
         # argmax = where(better, k, argmax), written arithmetically: several times faster
@@ -115,8 +95,8 @@ def maxpool2d_backward(dout, cache):
     dxpad = xp.zeros(_scatter_shape(cache["x_shape"], cache["padding"]), dtype=cache["dtype"])
     for k in range(kh * kw):
         # A 0/1 mask times dout (faster than np.where) sends each gradient to its argmax only.
-        dxpad[_window_slice(k // kw, k % kw, stride, out_hw)] += (argmax == k) * dout
-    return _crop(dxpad, cache["x_shape"], cache["padding"])
+        dxpad[window_slice(k // kw, k % kw, stride, out_hw)] += (argmax == k) * dout
+    return crop_hw(dxpad, cache["x_shape"][2:], cache["padding"])
 
 
 def avgpool2d_forward(x, kernel_size, stride=None, padding=0):
@@ -127,10 +107,10 @@ def avgpool2d_forward(x, kernel_size, stride=None, padding=0):
     kernel, stride, padding, out_hw = pool_geometry(x.shape, kernel_size, stride, padding,
                                                     "avgpool2d")
     kh, kw = kernel
-    xpad = _pad(x, padding, 0)
-    out = xpad[_window_slice(0, 0, stride, out_hw)].copy()
+    xpad = pad_hw(x, padding)
+    out = xpad[window_slice(0, 0, stride, out_hw)].copy()
     for k in range(1, kh * kw):
-        out += xpad[_window_slice(k // kw, k % kw, stride, out_hw)]
+        out += xpad[window_slice(k // kw, k % kw, stride, out_hw)]
     out /= kh * kw
     cache = {"x_shape": x.shape, "dtype": x.dtype, "kernel": kernel, "stride": stride,
              "padding": padding, "out_hw": out_hw}
@@ -145,8 +125,8 @@ def avgpool2d_backward(dout, cache):
     share = (dout / (kh * kw)).astype(cache["dtype"], copy=False)
     dxpad = xp.zeros(_scatter_shape(cache["x_shape"], cache["padding"]), dtype=cache["dtype"])
     for k in range(kh * kw):
-        dxpad[_window_slice(k // kw, k % kw, stride, out_hw)] += share
-    return _crop(dxpad, cache["x_shape"], cache["padding"])
+        dxpad[window_slice(k // kw, k % kw, stride, out_hw)] += share
+    return crop_hw(dxpad, cache["x_shape"][2:], cache["padding"])
 
 
 def global_avgpool2d_forward(x):

@@ -160,11 +160,20 @@ def test_wrong_dout_shape_names_the_layer():
     (dict(in_channels=2, out_channels=3, kernel_size=3, dilation=0), "dilation must be at least 1"),
     (dict(in_channels=2, out_channels=3, kernel_size=(1, 2, 3)),
      "kernel_size must be an int or a pair"),
+    (dict(in_channels=2, out_channels=3, kernel_size=True), "kernel_size must be an int or a pair"),
+    (dict(in_channels=2, out_channels=3, kernel_size=(2.5, 3)),
+     "kernel_size must be an int or a pair"),
     (dict(in_channels=2, out_channels=3, kernel_size=3, method="gemm"), "unknown method 'gemm'"),
 ])
 def test_bad_hyper_parameters_raise(kwargs, pattern):
     with pytest.raises(ValueError, match="Conv2d: " + pattern):
         Conv2d(**kwargs)
+
+
+def test_numpy_integer_hyper_parameters_accepted():
+    layer = Conv2d(np.int64(2), 4, np.int64(3), stride=(np.int32(1), 2), padding=np.int64(1))
+    assert layer.kernel_size == (3, 3) and layer.stride == (1, 2) and layer.padding == (1, 1)
+    assert all(type(v) is int for v in layer.kernel_size + layer.stride + layer.padding)
 
 
 def test_runs_on_the_array_module_of_its_parameters(xp, rng):
