@@ -26,8 +26,9 @@ data:  ## Fashion-MNIST from Debian's dataset-fashion-mnist package, unless alre
 test: install-test  ## the whole test suite
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n 2
 
+# --resume: running `make train` again continues (or extends, with a larger EPOCHS) the same run.
 train: install data  ## train vgg38 with BatchNorm and residual connections on Fashion-MNIST
-	$(PYTHON) -m minidl.train $(MODEL_ARGS) --epochs $(EPOCHS)
+	$(PYTHON) -m minidl.train $(MODEL_ARGS) --epochs $(EPOCHS) --resume
 
 benchmark: install-test  ## im2col convolution vs PyTorch CPU, and the three conv algorithms
 	$(PYTHON) -m benchmarks.conv_benchmark
