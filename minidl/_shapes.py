@@ -1,6 +1,8 @@
 """Small helpers for hyper-parameters and shape errors shared by functional ops and layers."""
 from __future__ import annotations
 
+import math
+import numbers
 import operator
 
 
@@ -17,6 +19,22 @@ def positive_int(value, name: str, who: str, minimum: int = 1) -> int:
         wanted = "a positive int" if minimum == 1 else f"an int >= {minimum}"
         raise ValueError(f"{who}: {name} must be {wanted}, got {value!r}")
     return number
+
+
+def real_number(value, name: str, who: str) -> float:
+    """``value`` as a float if it is a finite real number (not a bool); else a ValueError naming ``who``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{who}: {name} must be a finite real number, got {value!r}")
+    return float(value)
+
+
+def unit_interval(value, name: str, who: str, closed: bool = False) -> float:
+    """``value`` in [0, 1) (or [0, 1] when ``closed``) as a float: probabilities, fractions, momenta."""
+    v = real_number(value, name, who)
+    if not (0 <= v <= 1 if closed else 0 <= v < 1):
+        interval = "[0, 1]" if closed else "[0, 1)"
+        raise ValueError(f"{who}: {name} must be in {interval}, got {value!r}")
+    return v
 
 
 def pair(value, name: str = "value") -> tuple[int, int]:

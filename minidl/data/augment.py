@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from .. import backend
-from .._shapes import positive_int
+from .._shapes import positive_int, unit_interval
 
 ERASING_ATTEMPTS = 10  # candidate rectangles per image, as in torchvision's RandomErasing
 
@@ -20,11 +20,6 @@ ERASING_ATTEMPTS = 10  # candidate rectangles per image, as in torchvision's Ran
 def _check_batch(x, who: str):
     if x.ndim != 4:
         raise ValueError(f"{who}: expected a batch x of shape (N, C, H, W), got shape {tuple(x.shape)}")
-
-
-def _check_probability(p, who: str):
-    if not 0 <= p <= 1:
-        raise ValueError(f"{who}: probability p must be in [0, 1], got {p}")
 
 
 def random_crop(x, padding: int, rng: np.random.Generator):
@@ -53,7 +48,7 @@ def random_crop(x, padding: int, rng: np.random.Generator):
 def random_flip(x, rng: np.random.Generator, p: float = 0.5):
     """Mirror each image left-right with probability ``p``. x: (N, C, H, W) -> (N, C, H, W)."""
     _check_batch(x, "random_flip")
-    _check_probability(p, "random_flip")
+    unit_interval(p, "p", "random_flip", closed=True)
     xp = backend.get_array_module(x)
     flip = xp.asarray(rng.random(x.shape[0]) < p)[:, None, None, None]
     return xp.where(flip, x[..., ::-1], x)
@@ -95,7 +90,7 @@ def random_erasing(x, rng: np.random.Generator, p: float = 0.5, scale=(0.02, 0.3
     standard normal values (the data are normalised), a number fills with that constant.
     """
     _check_batch(x, "random_erasing")
-    _check_probability(p, "random_erasing")
+    unit_interval(p, "p", "random_erasing", closed=True)
     if not 0 < scale[0] <= scale[1] <= 1 or not 0 < ratio[0] <= ratio[1]:
         raise ValueError(f"random_erasing: need 0 < scale[0] <= scale[1] <= 1 and "
                          f"0 < ratio[0] <= ratio[1], got scale={scale}, ratio={ratio}")

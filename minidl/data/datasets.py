@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._shapes import positive_int
+from .._shapes import positive_int, unit_interval
 from .cifar import read_cifar
 from .mnist import read_idx_dataset
 from .sources import DatasetSource, find_dataset
@@ -90,8 +90,7 @@ def _to_float(x_uint8, mean, std):
 
 
 def _check_args(val_fraction, subset):
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"load_dataset: val_fraction must be in [0, 1), got {val_fraction}")
+    unit_interval(val_fraction, "val_fraction", "load_dataset")
     if subset is not None:
         positive_int(subset, "subset", "load_dataset")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import init
+from .._shapes import unit_interval
 from ..functional.dropout import dropout_backward, dropout_forward
 from .base import Layer
 
@@ -18,13 +19,7 @@ class Dropout(Layer):
 
     def __init__(self, p: float = 0.5, rng=None):
         super().__init__()
-        try:
-            p = float(p)
-        except (TypeError, ValueError):
-            raise ValueError(f"Dropout: p must be a number in [0, 1), got {p!r}") from None
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
-        self.p = p
+        self.p = unit_interval(p, "p", "Dropout")
         if rng is None:
             rng = np.random.default_rng(int(init.default_rng().integers(np.iinfo(np.int64).max)))
         elif not isinstance(rng, np.random.Generator):

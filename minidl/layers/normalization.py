@@ -5,7 +5,7 @@ import numbers
 
 import numpy as np
 
-from .._shapes import positive_int
+from .._shapes import positive_int, unit_interval
 from ..functional import normalization as F
 from .base import Layer, Parameter
 
@@ -28,8 +28,7 @@ class _BatchNorm(Layer):
         num_features = positive_int(num_features, "num_features", name)
         if not isinstance(eps, numbers.Real) or not eps > 0:
             raise ValueError(f"{name}: eps must be positive, got {eps!r}")
-        if not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1:
-            raise ValueError(f"{name}: momentum must be in [0, 1], got {momentum!r}")
+        momentum = unit_interval(momentum, "momentum", name, closed=True)
         self.num_features, self.eps, self.momentum = num_features, float(eps), float(momentum)
         self.weight = Parameter(np.ones(num_features, dtype=np.float32))
         self.bias = Parameter(np.zeros(num_features, dtype=np.float32))

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import layers as L
-from .._shapes import positive_int
+from .._shapes import positive_int, unit_interval
 from ..layers.activations import get_activation
 from ..layers.base import Layer
 
@@ -83,8 +83,7 @@ def check_int(model: str, minimum: int, **values) -> None:
 def check_probability(model: str, **values) -> None:
     """Raise a ValueError naming ``model`` unless every value is in [0, 1)."""
     for key, value in values.items():
-        if not isinstance(value, (int, float)) or not 0 <= value < 1:
-            raise ValueError(f"{model}: {key} must be a probability in [0, 1), got {value!r}")
+        unit_interval(value, key, model)
 
 
 def dropout_layer(p: float, rng=None) -> Layer | None:
