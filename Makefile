@@ -6,13 +6,14 @@ MODEL_ARGS ?= vgg38 --bn --residual
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install install-test data test train benchmark clean
+.PHONY: install install-test data lint test train notebooks benchmark clean
 
 install:  ## the library and its runtime dependencies (numpy, tqdm, matplotlib)
 	$(PIP) install -q -e .
 
-install-test:  ## plus pytest and the PyTorch CPU reference used by comparison tests
-	$(PIP) install -q -e ".[test,ref]"
+# Every optional part that has tests is installed here, so CI exercises it instead of skipping it.
+install-test:  ## plus pytest, ruff, the notebook runner, numba, Ray and the PyTorch CPU reference
+	$(PIP) install -q -e ".[test,ref,fast,cluster]"
 
 data:  ## Fashion-MNIST from Debian's dataset-fashion-mnist package, unless already there
 	@if [ -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ]; then \
@@ -22,13 +23,22 @@ data:  ## Fashion-MNIST from Debian's dataset-fashion-mnist package, unless alre
 	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist; }; \
 	fi
 
+lint: install-test  ## ruff (pyflakes rules, configured in pyproject.toml)
+	$(PYTHON) -m ruff check .
+
 # Two workers with one BLAS thread each: more threads than cores makes small GEMMs much slower.
-test: install-test  ## the whole test suite
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n 2
+# The notebooks run at their CI size (MINIDL_NOTEBOOK_SIZE=ci) and need Fashion-MNIST: hence `data`.
+test: install-test data lint  ## the whole test suite, notebooks included
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 MINIDL_NOTEBOOK_SIZE=ci \
+	  $(PYTHON) -m pytest -q -n 2
 
 # --resume: running `make train` again continues (or extends, with a larger EPOCHS) the same run.
 train: install data  ## train vgg38 with BatchNorm and residual connections on Fashion-MNIST
 	$(PYTHON) -m minidl.train $(MODEL_ARGS) --epochs $(EPOCHS) --resume
+
+notebooks: install data  ## JupyterLab in notebooks/ (the teaching notebooks)
+	$(PIP) install -q -e ".[notebooks]"
+	cd notebooks && $(PYTHON) -m jupyter lab
 
 benchmark: install-test  ## im2col convolution vs PyTorch CPU, and the three conv algorithms
 	$(PYTHON) -m benchmarks.conv_benchmark
