@@ -37,6 +37,23 @@ def unit_interval(value, name: str, who: str, closed: bool = False) -> float:
     return v
 
 
+def float_input(x, who: str, name: str = "input"):
+    """``x`` itself if it is a floating-point array; else a TypeError naming ``who``.
+
+    The one dtype rule of minidl: layers and functional ops *refuse* integer, bool and other
+    non-float arrays instead of promoting them. Weights follow the input's dtype, so an int
+    input would silently truncate them, and uint8 images would wrap around; a refusal that says
+    how to convert is clearer than either.
+    """
+    dtype = getattr(x, "dtype", None)
+    if dtype is None or dtype.kind != "f":
+        got = f"a {dtype} array" if dtype is not None else type(x).__name__
+        raise TypeError(f"{who}: {name} must be a floating-point array (float32 for training, "
+                        f"float64 for gradient checks), got {got}; convert it first, e.g. "
+                        "x.astype(np.float32) (and / 255 for uint8 images)")
+    return x
+
+
 def pair(value, name: str = "value") -> tuple[int, int]:
     """Turn an int or a length-2 sequence of ints (numpy ints too, not bools) into ``(int, int)``."""
     try:
