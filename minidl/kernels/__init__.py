@@ -1,0 +1,56 @@
+"""Optional compiled kernels (numba): the one switch that ``functional/`` asks.
+
+The NumPy code in ``functional/`` is the reference; a kernel here only speeds up the same
+computation on CPU arrays and is tested against that reference. Kernels are used when numba
+is installed (``pip install -e ".[fast]"``) and the environment variable ``MINIDL_KERNELS`` is
+not ``numpy``; ``MINIDL_KERNELS=numpy`` forces the pure NumPy path, so both paths can be
+measured in one environment. CuPy arrays never take a kernel from here.
+
+Usage in a functional op (one file of kernels per op family, imported lazily)::
+
+    from .. import kernels
+    if kernels.active(x):
+        from ..kernels import activations as _k   # imports numba; compiled on first call
+        return _k.leaky_relu_forward(x, slope)
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+
+ENV_VAR = "MINIDL_KERNELS"
+CHOICES = ("auto", "numpy", "numba")
+_numba_found = None
+
+
+def numba_available() -> bool:
+    """Whether numba can be imported (checked once, without importing it)."""
+    global _numba_found
+    if _numba_found is None:
+        _numba_found = importlib.util.find_spec("numba") is not None
+    return _numba_found
+
+
+def mode() -> str:
+    """``MINIDL_KERNELS`` as one of ``auto`` (default), ``numpy``, ``numba``; read on every call
+    so a test or benchmark can switch paths within one process."""
+    value = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
+    if value not in CHOICES:
+        raise ValueError(f"{ENV_VAR} must be one of {', '.join(CHOICES)}, got {value!r}")
+    if value == "numba" and not numba_available():
+        raise RuntimeError(f"{ENV_VAR}=numba but numba is not installed: "
+                           'pip install -e ".[fast]" (or unset the variable)')
+    return value
+
+
+def enabled() -> bool:
+    """True when compiled kernels are switched on and numba is installed."""
+    return mode() != "numpy" and numba_available()
+
+
+def active(*arrays) -> bool:
+    """True when ``arrays`` should take the compiled path: kernels enabled and every array a
+    NumPy array (CuPy arrays stay on their own path)."""
+    return enabled() and all(isinstance(a, np.ndarray) for a in arrays)
