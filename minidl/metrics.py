@@ -21,29 +21,40 @@ def count_correct(logits, targets):
     return (logits.argmax(axis=1) == targets).sum()
 
 
-def evaluate(model, criterion, x, y, batch_size: int, device: str = "cpu") -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` on ``(x, y)`` in eval mode, in batches.
+class RunningTotals:
+    """Sums of ``loss * batch size`` and right predictions over an epoch, kept on the device.
 
-    x: (N, C, H, W) float32 on the host, y: (N,) int. Returns ``(nan, nan)`` for an empty set.
-    The model's previous train/eval mode is restored afterwards.
+    ``add`` never waits for the device; ``read`` copies both sums to the host in one transfer
+    (the training loop's one read per step). The sums are float64 whatever the model's dtype,
+    so a mean over 60,000 examples does not lose digits, and a resumed epoch continues from
+    the host values saved in its checkpoint with the same arithmetic.
     """
-    n = len(x)
-    if n == 0:
-        return math.nan, math.nan
-    was_training = model.training
-    model.eval()
-    loss_sum, correct = 0.0, 0
-    try:
-        for start in range(0, n, batch_size):
-            xb = backend.to_device(x[start:start + batch_size], device)
-            yb = backend.to_device(y[start:start + batch_size], device)
-            logits = model(xb)
-            # The criterion averages over the batch; weight by its size for the dataset mean.
-            loss_sum += float(backend.asnumpy(criterion(logits, yb))) * len(xb)
-            correct += int(backend.asnumpy(count_correct(logits, yb)))
-    finally:
-        model.train(was_training)
-    return loss_sum / n, correct / n
+
+    def __init__(self, device: str = "cpu", loss_sum: float = 0.0, correct: int = 0,
+                 seen: int = 0):
+        self.device = device
+        self.seen = seen
+        self._sums = backend.to_device(np.array([loss_sum, correct], dtype=np.float64), device)
+
+    def add(self, loss, correct, n: int) -> None:
+        """Add a batch of ``n`` examples: its mean ``loss`` and ``correct`` count (0-d arrays)."""
+        xp = backend.get_array_module(self._sums)
+        batch = xp.stack([xp.asarray(loss, dtype=xp.float64) * n,
+                          xp.asarray(correct, dtype=xp.float64)])
+        self._sums = self._sums + batch
+        self.seen += n
+
+    def sums(self) -> tuple[float, int, int]:
+        """``(loss_sum, correct, seen)`` on the host (one transfer), for a checkpoint."""
+        loss_sum, correct = backend.asnumpy(self._sums).tolist()
+        return loss_sum, int(correct), self.seen
+
+    def read(self) -> tuple[float, float]:
+        """``(mean loss, accuracy)`` so far (one transfer); ``(nan, nan)`` before any example."""
+        loss_sum, correct, seen = self.sums()
+        if seen == 0:
+            return math.nan, math.nan
+        return loss_sum / seen, correct / seen
 
 
 class GradientFlow:

@@ -33,8 +33,8 @@ from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_sta
 from .config import (RESUMABLE_CHANGES, TrainConfig, build_parser, config_differences,
                      explicitly_set, option_name, to_argv)
 from .layers import Dropout
-from .metrics import (GRAD_FLOW_COLUMNS, METRIC_COLUMNS, CSVLog, GradientFlow, count_correct,
-                      evaluate)
+from .metrics import (GRAD_FLOW_COLUMNS, METRIC_COLUMNS, CSVLog, GradientFlow, RunningTotals,
+                      count_correct)
 
 EXIT_OK, EXIT_NO_DATA, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 PROG = "python -m minidl.train"
@@ -44,6 +44,46 @@ AUGMENT_PADDING = 4  # pixels of zero padding before the random crop (the CIFAR 
 MODEL_OPTIONS = {"bn": "bn", "residual": "residual", "num_filters": "num_filters",
                  "num_blocks_per_stage": "num_blocks_per_stage", "activation": "activation",
                  "dropout": "dropout", "conv": "conv_method"}
+
+
+# ---------------------------------------------------------------------- the learning step
+def train_step(model, loss_fn, optimizer, x, y):
+    """One step of mini-batch gradient descent on the batch ``(x, y)``.
+
+    x: (N, ...) float array, y: (N,) integer class indices, both on the model's device.
+    Returns ``(loss, correct)``: the batch's mean loss and its number of right predictions,
+    as 0-d arrays left on the device (reading them waits for the device: the caller decides
+    when).
+    """
+    logits = model(x)                      # forward: each layer caches what backward needs
+    loss = loss_fn(logits, y)              # mean cross-entropy over the batch
+    optimizer.zero_grad()                  # backward passes add (+=) into .grad: start at 0
+    model.backward(loss_fn.backward())     # backward: fills every parameter's .grad
+    optimizer.step()                       # update every parameter from its .grad
+    return loss, count_correct(logits, y)
+
+
+def evaluate(model, loss_fn, x, y, batch_size: int = 100, device: str = "cpu"):
+    """Mean loss and accuracy of ``model`` on ``(x, y)`` in eval mode, ``batch_size`` at a time.
+
+    x: (N, ...) float array on the host, y: (N,) int. Returns ``(loss, accuracy)`` as floats,
+    ``(nan, nan)`` for an empty set. The sums stay on the device and are read once at the
+    end; the model's train/eval mode is restored afterwards.
+    """
+    if len(x) == 0:
+        return math.nan, math.nan
+    was_training = model.training
+    model.eval()
+    totals = RunningTotals(device)
+    try:
+        for start in range(0, len(x), batch_size):
+            xb = backend.to_device(x[start:start + batch_size], device)
+            yb = backend.to_device(y[start:start + batch_size], device)
+            logits = model(xb)
+            totals.add(loss_fn(logits, yb), count_correct(logits, yb), len(xb))
+    finally:
+        model.train(was_training)
+    return totals.read()
 
 
 class UsageError(Exception):
@@ -257,12 +297,12 @@ class Trainer:
         progress = self.progress
         if progress is not None:  # continue a partly trained epoch: same shuffle, same batches
             set_rng_state(self.batches.rng, progress["epoch_rng"])
-            skip, loss_sum = int(progress["step"]), float(progress["loss_sum"])
-            correct, seen = int(progress["correct"]), int(progress["seen"])
-            seconds_before = float(progress["seconds"])
+            skip, seconds_before = int(progress["step"]), float(progress["seconds"])
+            totals = RunningTotals(device, float(progress["loss_sum"]), int(progress["correct"]),
+                                   int(progress["seen"]))
             self.grad_flow.load_state(progress["grad_flow"])
         else:
-            skip, loss_sum, correct, seen, seconds_before = 0, 0.0, 0, 0, 0.0
+            skip, seconds_before, totals = 0, 0.0, RunningTotals(device)
             self.grad_flow.reset()
         epoch_rng = rng_state(self.batches.rng)
         self.model.train()
@@ -275,21 +315,16 @@ class Trainer:
                 if step <= skip:  # replayed only to advance the shuffling/augmentation RNG
                     continue
                 xb, yb = backend.to_device(xb, device), backend.to_device(yb, device)
-                logits = self.model(xb)
-                loss = float(backend.asnumpy(self.criterion(logits, yb)))
-                if not math.isfinite(loss):
-                    raise Diverged(epoch, step, loss)
-                self.model.zero_grad()
-                self.model.backward(self.criterion.backward())
+                loss, batch_correct = train_step(self.model, self.criterion, self.opt, xb, yb)
                 self.grad_flow.accumulate()
-                self.opt.step()
-                loss_sum += loss * len(yb)
-                correct += int(backend.asnumpy(count_correct(logits, yb)))
-                seen += len(yb)
+                totals.add(loss, batch_correct, len(yb))
+                loss_mean, acc = totals.read()  # the step's one read from the device
+                if not math.isfinite(loss_mean):
+                    raise Diverged(epoch, step, float(backend.asnumpy(loss)))
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.2%}",
-                                refresh=False)
+                bar.set_postfix(loss=f"{loss_mean:.4f}", acc=f"{acc:.2%}", refresh=False)
                 if stop.requested:
+                    loss_sum, correct, seen = totals.sums()
                     self.progress = {"step": step, "loss_sum": loss_sum, "correct": correct,
                                      "seen": seen, "epoch_rng": epoch_rng,
                                      "seconds": seconds_before + time.perf_counter() - start,
@@ -298,7 +333,7 @@ class Trainer:
         finally:
             bar.close()
         seconds = seconds_before + time.perf_counter() - start
-        return loss_sum / max(seen, 1), correct / max(seen, 1), seconds
+        return (*totals.read(), seconds)
 
     def _end_epoch(self, epoch: int, train_loss: float, train_acc: float, seconds: float) -> dict:
         """Validate, log, step the schedule and checkpoint a finished epoch."""
@@ -306,7 +341,7 @@ class Trainer:
         start = time.perf_counter()
         x_val, y_val = self.splits.val
         val_loss, val_acc = evaluate(self.model, self.criterion, x_val, y_val, cfg.batch_size,
-                                     cfg.device)
+                                    cfg.device)
         if len(x_val) and not math.isfinite(val_loss):
             raise Diverged(epoch, "validation", val_loss)
         row = {"epoch": epoch, "lr": self.opt.lr, "train_loss": train_loss,
