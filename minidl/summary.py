@@ -158,7 +158,7 @@ def _bn2d(layer, shape):
     return shape, 0
 
 
-@rule(L.ReLU, L.LeakyReLU, L.ELU, L.Sigmoid, L.Tanh, L.Swish, L.Dropout)
+@rule(L.ReLU, L.LeakyReLU, L.ELU, L.Sigmoid, L.Tanh, L.Swish, L.Dropout, L.LocalResponseNorm)
 def _elementwise(layer, shape):
     return shape, 0
 

@@ -9,9 +9,11 @@ from .activations import ELU, LeakyReLU, ReLU, Sigmoid, Swish, Tanh
 from .dropout import Dropout
 from .reshape import Flatten
 from .structure_composing import MixedSCLayer, SCLayer
+from .lrn import LocalResponseNorm
 
 __all__ = [
     "Layer", "Parameter", "Sequential", "Residual", "Conv2d", "Linear", "MaxPool2d", "AvgPool2d",
     "GlobalAvgPool2d", "BatchNorm1d", "BatchNorm2d", "ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh",
     "Swish", "Dropout", "Flatten", "SCLayer", "MixedSCLayer",
+    "LocalResponseNorm",
 ]

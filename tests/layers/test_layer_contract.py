@@ -81,6 +81,8 @@ CASES = {
                     (2, 3, 4, 4), "SCLayer"),
     "MixedSCLayer": Case(lambda rng: L.MixedSCLayer(2, 4, conv_channels=1, rng=rng),
                          (2, 2, 4, 4), (2, 4, 4), (2, 3, 4, 4), "MixedSCLayer"),
+    "LocalResponseNorm": Case(lambda rng: L.LocalResponseNorm(3, alpha=0.5, k=1.5),
+                              (2, 4, 3, 3), (2, 4), None, "LocalResponseNorm"),
 }
 IDS = list(CASES)
 BAD_INPUTS = [(n, kind) for kind in ("wrong_rank", "bad_channels") for n in IDS
