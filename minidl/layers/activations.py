@@ -12,55 +12,53 @@ from .base import Layer
 
 
 class _Activation(Layer):
-    """Shared plumbing: run ``_forward_op`` and keep its cache for ``_backward_op``."""
+    """One idiom for every activation: a subclass names its functional pair and hyper-parameters.
 
-    def _forward_op(self, x):
-        raise NotImplementedError
+    ``ops = (forward, backward)`` from ``minidl.functional.activations``, where the maths of each
+    activation and its derivative sit side by side; ``hyper`` names the attributes passed to
+    the forward after ``x`` (e.g. ``("negative_slope",)``). The cache is ``(x.shape, op cache)``.
+    """
 
-    def _backward_op(self, dout, cache):
-        raise NotImplementedError
+    ops: tuple
+    hyper: tuple[str, ...] = ()
 
     def forward(self, x):
         shape = self._check_input(x)
-        out, cache = self._forward_op(x)
+        out, cache = self.ops[0](x, *(getattr(self, name) for name in self.hyper))
         self._cache = (shape, cache)
         return out
 
     def backward(self, dout):
         shape, cache = self._saved()
         self._check_dout(dout, shape)
-        return self._backward_op(dout, cache)
+        return self.ops[1](dout, cache)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{name}={getattr(self, name)}" for name in self.hyper)
 
 
 class ReLU(_Activation):
     """max(x, 0) (Nair & Hinton, 2010). x: any shape -> same shape."""
 
-    def _forward_op(self, x):
-        return F.relu_forward(x)
-
-    def _backward_op(self, dout, cache):
-        return F.relu_backward(dout, cache)
+    ops = (F.relu_forward, F.relu_backward)
 
 
 class LeakyReLU(_Activation):
     """x for x > 0, ``negative_slope * x`` otherwise (Maas et al., 2013). x: any shape."""
 
+    ops = (F.leaky_relu_forward, F.leaky_relu_backward)
+    hyper = ("negative_slope",)
+
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
         self.negative_slope = _finite_float(self, "negative_slope", negative_slope)
 
-    def _forward_op(self, x):
-        return F.leaky_relu_forward(x, self.negative_slope)
-
-    def _backward_op(self, dout, cache):
-        return F.leaky_relu_backward(dout, cache)
-
-    def extra_repr(self) -> str:
-        return f"negative_slope={self.negative_slope}"
-
 
 class ELU(_Activation):
     """x for x > 0, ``alpha * (exp(x) - 1)`` otherwise (Clevert et al., 2016). x: any shape."""
+
+    ops = (F.elu_forward, F.elu_backward)
+    hyper = ("alpha",)
 
     def __init__(self, alpha: float = 1.0):
         super().__init__()
@@ -69,45 +67,24 @@ class ELU(_Activation):
             raise ValueError(f"ELU: alpha must be positive, got {alpha!r}")
         self.alpha = alpha
 
-    def _forward_op(self, x):
-        return F.elu_forward(x, self.alpha)
-
-    def _backward_op(self, dout, cache):
-        return F.elu_backward(dout, cache)
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}"
-
 
 class Sigmoid(_Activation):
     """1 / (1 + exp(-x)), computed without overflow. x: any shape -> same shape."""
 
-    def _forward_op(self, x):
-        return F.sigmoid_forward(x)
-
-    def _backward_op(self, dout, cache):
-        return F.sigmoid_backward(dout, cache)
+    ops = (F.sigmoid_forward, F.sigmoid_backward)
 
 
 class Tanh(_Activation):
     """tanh(x). x: any shape -> same shape."""
 
-    def _forward_op(self, x):
-        return F.tanh_forward(x)
-
-    def _backward_op(self, dout, cache):
-        return F.tanh_backward(dout, cache)
+    ops = (F.tanh_forward, F.tanh_backward)
 
 
 class Swish(_Activation):
     """x * sigmoid(x) (Ramachandran et al., 2017, "Searching for Activation Functions").
     x: any shape -> same shape."""
 
-    def _forward_op(self, x):
-        return F.swish_forward(x)
-
-    def _backward_op(self, dout, cache):
-        return F.swish_backward(dout, cache)
+    ops = (F.swish_forward, F.swish_backward)
 
 
 def _finite_float(layer: Layer, name: str, value) -> float:

@@ -1,4 +1,6 @@
 """Activations: gradient checks, PyTorch agreement, stability, dtypes, factory and errors."""
+import re
+
 import numpy as np
 import pytest
 
@@ -111,6 +113,15 @@ def test_backward_keeps_dout_and_checks_its_shape(name):
 def test_non_array_input_is_a_value_error():
     with pytest.raises(ValueError, match=r"ReLU\(\): expected an array, got list"):
         L.ReLU()([1.0, -1.0])
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("bad", [np.array([1, -1]), np.array([True, False]),
+                                 np.array([1, 2], np.uint8)], ids=["int", "bool", "uint8"])
+def test_non_float_input_is_refused_naming_the_layer(name, bad):
+    layer = get_activation(name)
+    with pytest.raises(TypeError, match=re.escape(layer.describe()) + ".*floating-point array"):
+        layer(bad)
 
 
 def test_relu_family_values():
