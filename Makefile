@@ -40,8 +40,8 @@ notebooks: install data  ## JupyterLab in notebooks/ (the teaching notebooks)
 	$(PIP) install -q -e ".[notebooks]"
 	cd notebooks && $(PYTHON) -m jupyter lab
 
-benchmark: install-test  ## im2col convolution vs PyTorch CPU, and the three conv algorithms
-	$(PYTHON) -m benchmarks.conv_benchmark
+benchmark: install-test  ## minidl vs PyTorch CPU: conv (three ways), BatchNorm, activations, a vgg38 step
+	$(PYTHON) -m minidl.bench --kernels both
 
 clean:
 	rm -rf build *.egg-info .pytest_cache
