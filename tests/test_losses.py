@@ -109,3 +109,48 @@ def test_backward_before_forward():
 def test_bad_inputs(logits, targets, message):
     with pytest.raises(ValueError, match="CrossEntropyLoss: .*" + message):
         losses.CrossEntropyLoss()(logits, targets)
+
+
+def test_list_targets_are_judged_like_arrays():
+    crit = losses.CrossEntropyLoss()
+    np.testing.assert_allclose(crit(np.zeros((2, 3)), [0, 2]), math.log(3), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"in \[0, 3\).*got values in \[0, 5\]"):
+        crit(np.zeros((2, 3)), [0, 5])
+
+
+@pytest.mark.parametrize("bad", [-1, 4])
+def test_out_of_range_targets_never_give_a_finite_loss_without_a_device_read(bad):
+    # The functional op folds the range check into its values (no device->host read): a bad
+    # target makes the loss and the whole gradient NaN, and never indexes out of bounds.
+    logits, targets = batch(N=3, C=4)
+    targets[1] = bad
+    loss, cache = losses.softmax_cross_entropy_forward(logits, targets)
+    dlogits = losses.softmax_cross_entropy_backward(1.0, cache)
+    assert np.isnan(loss) and np.isnan(dlogits).all()
+    assert not bool(cache.targets_ok)
+    good = targets.copy()
+    good[1] = 0
+    loss, cache = losses.softmax_cross_entropy_forward(logits, good)
+    assert np.isfinite(loss) and bool(cache.targets_ok)
+
+
+def test_device_targets_are_checked_on_request(xp, monkeypatch):
+    # Host targets are refused at once (above). Targets already on the GPU are not read back
+    # per step: the loss turns NaN and check_targets() names the cause. Without a GPU the
+    # device path is reached by letting the loss treat numpy targets as device ones.
+    logits, targets = batch(N=3, C=4)
+    logits, targets = xp.asarray(logits), xp.asarray(targets)
+    if xp is np:
+        monkeypatch.setattr(backend, "device_of", lambda a: "gpu")
+        monkeypatch.setattr(backend, "to_device", lambda a, device: a)
+    crit = losses.CrossEntropyLoss()
+    with pytest.raises(RuntimeError, match="before forward"):
+        crit.check_targets()
+    assert math.isfinite(float(crit(logits, targets)))
+    crit.check_targets()  # in range: nothing to say
+    targets[2] = 7
+    assert math.isnan(float(crit(logits, targets)))
+    assert bool(xp.isnan(crit.backward()).all())
+    with pytest.raises(ValueError, match=r"CrossEntropyLoss: targets must lie in \[0, 4\).*"
+                                         r"got values in \[\d, 7\]"):
+        crit.check_targets()
