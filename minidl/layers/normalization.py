@@ -49,16 +49,16 @@ class _BatchNorm(Layer):
         out, cache = F.batchnorm_forward(x, self.weight.data, self.bias.data, self.eps)
         self._cache = cache
         m, buf_dtype = self.momentum, self.running_mean.dtype
-        unbiased_var = cache["var"] * (count / (count - 1))
+        unbiased_var = cache.var * (count / (count - 1))
         self.running_mean = ((1 - m) * self.running_mean
-                             + m * cache["mean"].astype(buf_dtype, copy=False))
+                             + m * cache.mean.astype(buf_dtype, copy=False))
         self.running_var = ((1 - m) * self.running_var
                             + m * unbiased_var.astype(buf_dtype, copy=False))
         return out
 
     def backward(self, dout):
         cache = self._saved()
-        self._check_dout(dout, cache["x_hat"].shape)
+        self._check_dout(dout, cache.x_hat.shape)
         dx, dgamma, dbeta = F.batchnorm_backward(dout, cache)
         self.weight.grad += dgamma
         self.bias.grad += dbeta
