@@ -8,9 +8,44 @@ the slow ``np.add.at``.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .. import backend
-from .._shapes import conv_output_size, pair
+from .._shapes import conv_output_size, float_input, pair
 from ._windows import crop_hw, pad_hw, window_slice
+
+
+class PoolCache(NamedTuple):
+    """What a max or average pooling forward keeps for its backward.
+
+    x_shape: (N, C, H, W) of the input; dtype: its dtype.
+    kernel, stride, padding: (h, w) pairs as validated; out_hw: (Ho, Wo).
+    argmax: max pooling only, (N, C, Ho, Wo) uint8 (int32 for windows over 256 taps): the
+        row-major offset ``i * kw + j`` of each window's first maximum; None for average pooling.
+    """
+
+    x_shape: tuple
+    dtype: object
+    kernel: tuple
+    stride: tuple
+    padding: tuple
+    out_hw: tuple
+    argmax: object = None
+
+    def __getitem__(self, key):
+        # Transitional: layers/pooling.py still reads cache["x_shape"]; fields by name or index.
+        return getattr(self, key) if isinstance(key, str) else tuple.__getitem__(self, key)
+
+
+class GlobalPoolCache(NamedTuple):
+    """What ``global_avgpool2d_forward`` keeps: x_shape (N, C, H, W) and the input's dtype."""
+
+    x_shape: tuple
+    dtype: object
+
+    def __getitem__(self, key):
+        # Transitional, as PoolCache.__getitem__.
+        return getattr(self, key) if isinstance(key, str) else tuple.__getitem__(self, key)
 
 
 def pool_geometry(x_shape, kernel_size, stride=None, padding=0, who: str = "pool2d"):
@@ -65,6 +100,7 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
     the FIRST maximum in row-major window order (like ``argmax``; PyTorch's CPU kernel does
     the same), so the backward is a valid subgradient and gradients are not split.
     """
+    x = float_input(x, "maxpool2d_forward")
     xp = backend.get_array_module(x)
     kernel, stride, padding, out_hw = pool_geometry(x.shape, kernel_size, stride, padding,
                                                     "maxpool2d")
@@ -82,51 +118,63 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
         # than np.where or a boolean-mask assignment on large arrays.
         argmax *= ~better
         argmax += better * index_type(k)
-    cache = {"x_shape": x.shape, "dtype": x.dtype, "kernel": kernel, "stride": stride,
-             "padding": padding, "out_hw": out_hw, "argmax": argmax}
-    return out, cache
+    return out, PoolCache(x.shape, x.dtype, kernel, stride, padding, out_hw, argmax)
 
 
 def maxpool2d_backward(dout, cache):
     """dout: (N, C, Ho, Wo) -> dx: (N, C, H, W); each output's gradient goes to its argmax."""
     xp = backend.get_array_module(dout)
-    kh, kw = cache["kernel"]
-    argmax, stride, out_hw = cache["argmax"], cache["stride"], cache["out_hw"]
-    dxpad = xp.zeros(_scatter_shape(cache["x_shape"], cache["padding"]), dtype=cache["dtype"])
+    kh, kw = cache.kernel
+    dxpad = xp.zeros(_scatter_shape(cache.x_shape, cache.padding), dtype=cache.dtype)
     for k in range(kh * kw):
         # A 0/1 mask times dout (faster than np.where) sends each gradient to its argmax only.
-        dxpad[window_slice(k // kw, k % kw, stride, out_hw)] += (argmax == k) * dout
-    return crop_hw(dxpad, cache["x_shape"][2:], cache["padding"])
+        dxpad[window_slice(k // kw, k % kw, cache.stride, cache.out_hw)] += \
+            (cache.argmax == k) * dout
+    return crop_hw(dxpad, cache.x_shape[2:], cache.padding)
 
 
 def avgpool2d_forward(x, kernel_size, stride=None, padding=0):
     """Average pooling with zero padding counted in the divisor (PyTorch's count_include_pad=True).
 
-    x: (N, C, H, W) -> out: (N, C, Ho, Wo); every window divides by kh*kw.
+    x: (N, C, H, W) -> out: (N, C, Ho, Wo); every window divides by kh*kw. The window sum is
+    separable: add the kh rows of every window first, then the kw columns of those row sums,
+    kh + kw strided adds instead of kh * kw.
     """
+    x = float_input(x, "avgpool2d_forward")
     kernel, stride, padding, out_hw = pool_geometry(x.shape, kernel_size, stride, padding,
                                                     "avgpool2d")
-    kh, kw = kernel
+    (kh, kw), (sh, sw), (Ho, Wo) = kernel, stride, out_hw
     xpad = pad_hw(x, padding)
-    out = xpad[window_slice(0, 0, stride, out_hw)].copy()
-    for k in range(1, kh * kw):
-        out += xpad[window_slice(k // kw, k % kw, stride, out_hw)]
+    rows = xpad[:, :, _taps(0, sh, Ho)].copy()  # (N, C, Ho, Wp): the row sums
+    for i in range(1, kh):
+        rows += xpad[:, :, _taps(i, sh, Ho)]
+    out = rows[..., _taps(0, sw, Wo)].copy()
+    for j in range(1, kw):
+        out += rows[..., _taps(j, sw, Wo)]
     out /= kh * kw
-    cache = {"x_shape": x.shape, "dtype": x.dtype, "kernel": kernel, "stride": stride,
-             "padding": padding, "out_hw": out_hw}
-    return out, cache
+    return out, PoolCache(x.shape, x.dtype, kernel, stride, padding, out_hw)
 
 
 def avgpool2d_backward(dout, cache):
-    """dout: (N, C, Ho, Wo) -> dx: (N, C, H, W); each window spreads dout/(kh*kw) over itself."""
+    """dout: (N, C, Ho, Wo) -> dx: (N, C, H, W); each window spreads dout/(kh*kw) over itself,
+    columns first, then rows (the forward's two steps in reverse)."""
     xp = backend.get_array_module(dout)
-    kh, kw = cache["kernel"]
-    stride, out_hw = cache["stride"], cache["out_hw"]
-    share = (dout / (kh * kw)).astype(cache["dtype"], copy=False)
-    dxpad = xp.zeros(_scatter_shape(cache["x_shape"], cache["padding"]), dtype=cache["dtype"])
-    for k in range(kh * kw):
-        dxpad[window_slice(k // kw, k % kw, stride, out_hw)] += share
-    return crop_hw(dxpad, cache["x_shape"][2:], cache["padding"])
+    (kh, kw), (sh, sw), (Ho, Wo) = cache.kernel, cache.stride, cache.out_hw
+    N, C, Hp, Wp = _scatter_shape(cache.x_shape, cache.padding)
+    share = (dout / (kh * kw)).astype(cache.dtype, copy=False)
+    drows = xp.zeros((N, C, Ho, Wp), dtype=cache.dtype)
+    for j in range(kw):
+        drows[..., _taps(j, sw, Wo)] += share
+    dxpad = xp.zeros((N, C, Hp, Wp), dtype=cache.dtype)
+    for i in range(kh):
+        dxpad[:, :, _taps(i, sh, Ho)] += drows
+    return crop_hw(dxpad, cache.x_shape[2:], cache.padding)
+
+
+def _taps(offset: int, stride: int, count: int) -> slice:
+    """Along one axis: the input index that window tap ``offset`` meets, for each of ``count``
+    windows ``stride`` apart."""
+    return slice(offset, offset + stride * (count - 1) + 1, stride)
 
 
 def global_avgpool2d_forward(x):
@@ -134,16 +182,17 @@ def global_avgpool2d_forward(x):
 
     x: (N, C, H, W) -> out: (N, C).
     """
+    x = float_input(x, "global_avgpool2d_forward")
     if x.ndim != 4:
         raise ValueError(f"global_avgpool2d: expected input of shape (N, C, H, W), "
                          f"got {tuple(x.shape)}")
-    return x.mean(axis=(2, 3)), {"x_shape": x.shape, "dtype": x.dtype}
+    return x.mean(axis=(2, 3)), GlobalPoolCache(x.shape, x.dtype)
 
 
 def global_avgpool2d_backward(dout, cache):
     """dout: (N, C) -> dx: (N, C, H, W), each pixel receiving dout / (H * W)."""
     xp = backend.get_array_module(dout)
-    N, C, H, W = cache["x_shape"]
-    dx = xp.empty(cache["x_shape"], dtype=cache["dtype"])
+    N, C, H, W = cache.x_shape
+    dx = xp.empty(cache.x_shape, dtype=cache.dtype)
     dx[...] = (dout / (H * W))[:, :, None, None]
     return dx
