@@ -13,7 +13,7 @@ from minidl import models
 from minidl.bench import cases, cli, measure, report, step
 
 ROW_KEYS = {"case", "group", "shape", "impl", "kernels", "compiled", "flops", "ms", "gflops",
-            "gemm_fraction", "memory_mib", "torch", "ratio", "check", "samples_ms"}
+            "gemm_fraction", "memory_mib", "torch", "ratio", "check", "samples_ms", "detail"}
 
 
 def _run(tmp_path, *args) -> dict:
@@ -130,6 +130,7 @@ def test_quick_run_without_torch(tmp_path, capsys):
     assert "| loops-small |" in table and "| relu |" in table
 
 
+@pytest.mark.slow
 def test_quick_run_against_torch_both_kernel_paths(tmp_path):
     pytest.importorskip("torch")
     png, md = tmp_path / "ratios.png", tmp_path / "table.md"
@@ -151,6 +152,7 @@ def test_quick_run_against_torch_both_kernel_paths(tmp_path):
     assert md.read_text().startswith("`python -m minidl.bench --quick")
 
 
+@pytest.mark.slow
 def test_quick_training_step_in_fresh_processes(tmp_path):
     pytest.importorskip("torch")
     results = _run(tmp_path, "--only", "step", "--kernels", "numpy")
@@ -162,10 +164,15 @@ def test_quick_training_step_in_fresh_processes(tmp_path):
     assert r["check"] < 1e-4  # same network, same weights: the same first loss as PyTorch
     # max RSS of a fresh process: at least what numpy / torch need to import
     assert r["memory_mib"] > 20 and r["torch"]["memory_mib"] > 20
+    ours, theirs = r["detail"]["minidl_process"], r["detail"]["torch_process"]
+    assert ours["library"] == "minidl" and theirs["library"] == "torch"
+    assert r["memory_mib"] == ours["max_rss_mib"] <= ours["lifetime_max_rss_mib"]
+    assert r["torch"]["memory_mib"] == theirs["max_rss_mib"] <= theirs["lifetime_max_rss_mib"]
 
 
-def test_torch_twin_of_vgg38_computes_the_same_loss():
+def test_torch_twin_of_vgg38_computes_the_same_loss(monkeypatch):
     pytest.importorskip("torch")
+    monkeypatch.setenv("MINIDL_KERNELS", "numpy")  # the kernels have their own tests
     from minidl.bench import torch_twins
     case = cases.CASES["step"].with_batch(3)
     x, y = step.batch(case)

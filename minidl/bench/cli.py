@@ -130,7 +130,8 @@ def run(args, torch_twins, log) -> dict:
         repeats = args.repeats or (QUICK_REPEATS if args.quick else FULL_REPEATS[kind])
         log(f"{case.name}: {case.describe()}, {repeats} repeats")
         if kind == "step":
-            found = measure.measure_step(case, modes, torch_twins, repeats)
+            found = measure.measure_step(case, modes, torch_twins, repeats,
+                                         subprocess_steps=1 if args.quick else 2)
         else:
             found = measure.measure_op(case, modes, torch_twins, repeats, warmup)
         measured.append((case, found))

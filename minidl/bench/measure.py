@@ -25,6 +25,7 @@ class Measurement:
     forward+backward (ops) or the max RSS of a fresh process running the step. check: the
     largest |minidl - torch| of the forward output over max |torch|, or the two first-step
     losses' relative difference: evidence that both sides compute the same thing.
+    detail: for a training step, what its fresh processes reported (``step.peak_rss``).
     """
 
     case: object
@@ -36,6 +37,7 @@ class Measurement:
     check: float | None = None
     memory_mib: float | None = None
     torch_memory_mib: float | None = None
+    detail: dict | None = None
     memory_fn: object = field(default=None, repr=False)
     torch_memory_fn: object = field(default=None, repr=False)
 
@@ -141,16 +143,17 @@ def measure_step(case, modes, torch_twins, repeats: int, subprocess_steps: int =
         contenders["torch"] = timed(torch_run)
     samples = timing.interleaved(contenders, repeats, warmup=0)
 
-    torch_memory = (None if torch_twins is None else
-                    step.peak_rss(case, "torch", subprocess_steps)["max_rss_mib"])
+    theirs = None if torch_twins is None else step.peak_rss(case, "torch", subprocess_steps)
     out = []
     for mode in modes:
         check = (None if torch_twins is None else
                  abs(losses[mode] - losses["torch"]) / abs(losses["torch"]))
-        memory = step.peak_rss(case, "minidl", subprocess_steps, kernels=mode)["max_rss_mib"]
+        ours = step.peak_rss(case, "minidl", subprocess_steps, kernels=mode)
         out.append(Measurement(case, "model", mode, _compiled(mode), samples[mode],
                                torch_samples=samples.get("torch"), check=check,
-                               memory_mib=memory, torch_memory_mib=torch_memory))
+                               memory_mib=ours["max_rss_mib"],
+                               torch_memory_mib=None if theirs is None else theirs["max_rss_mib"],
+                               detail={"minidl_process": ours, "torch_process": theirs}))
     return out
 
 

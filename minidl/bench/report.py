@@ -6,12 +6,13 @@ Row schema (``row(...)``)::
     flops      {"forward", "backward"} or {"step"}        FLOPs per phase
     ms         {phase: median ms, ..., "total": median of the per-repeat sums}
     gflops     total FLOPs / total seconds;  gemm_fraction: gflops / NumPy's GEMM GFLOP/s
-    memory_mib peak extra resident memory of one forward+backward (ops), max RSS of a fresh
-               process running the step (step)
+    memory_mib peak extra resident memory of one forward+backward (ops); for the step the
+               max RSS of a fresh process over the steps after its first (``step.py``)
     torch      {"ms", "gflops", "memory_mib"} measured in the same run, or None
     ratio      {phase: ms / torch ms, ..., "memory": memory_mib / torch memory_mib}, or None
     check      forward output (ops) or first-step loss (step) difference to torch, relative
     samples_ms {"minidl": [total ms per repeat], "torch": [...] or None}
+    detail     step only: what the fresh processes measuring memory reported, else None
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ def row(m, flops: dict, gemm_gflops: float | None) -> dict:
         "gflops": gflops, "gemm_fraction": _ratio(gflops, gemm_gflops),
         "memory_mib": m.memory_mib, "torch": None, "ratio": None, "check": m.check,
         "samples_ms": {"minidl": [1e3 * sum(s) for s in m.samples], "torch": None},
+        "detail": m.detail,
     }
     if m.torch_samples is not None:
         tms = _phase_ms(m.torch_samples, phases)

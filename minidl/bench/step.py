@@ -1,9 +1,11 @@
 """One training step (forward, cross-entropy, backward, Adam) in minidl and in PyTorch.
 
 The step's peak memory is the maximum resident set size of a fresh process that builds the
-model and runs a few steps: ``peak_rss(case, "minidl" | "torch")`` starts one with
+model and trains: ``peak_rss(case, "minidl" | "torch")`` starts one with
 ``python -m minidl.bench.step`` and reads the JSON line it prints. A fresh process, because
-arrays freed earlier in a long benchmark would otherwise hide the step's own peak.
+arrays freed earlier in a long benchmark would otherwise hide the step's own peak. The
+figure is the peak over the steps after the first (where Linux lets the peak be reset): the
+first step also compiles numba kernels, a one-off cost that is reported apart.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import time
 import numpy as np
 
 from .. import losses, optim
-from . import cases
+from . import cases, timing
 
 
 def batch(case, seed: int = 0):
@@ -67,7 +69,12 @@ def _max_rss_mib() -> float:
 
 
 def measure_in_this_process(case, library: str, steps: int) -> dict:
-    """Build ``case``'s model in ``library``, run ``steps`` steps; the max RSS and timings."""
+    """Build ``case``'s model in ``library``, run one warm-up step and ``steps`` more.
+
+    Returns max_rss_mib (the peak resident size during the steps after the first, or the
+    process's lifetime peak where it cannot be reset), lifetime_max_rss_mib, the resident
+    size once the model is built, and the step times.
+    """
     model = case.build_model()
     x, y = batch(case)
     if library == "torch":
@@ -77,13 +84,22 @@ def measure_in_this_process(case, library: str, steps: int) -> dict:
         step = torch_step(module, x, y)
     else:
         step = minidl_step(model, x, y)
-    before = _max_rss_mib()
+    built = _max_rss_mib()
+    start = time.perf_counter()
+    step()
+    first = time.perf_counter() - start
+    resettable = timing.rss_method_available()
+    if resettable:
+        timing.reset_peak_rss()  # from here on, the peak of training alone
     seconds, loss = [], None
     for _ in range(steps):
         start = time.perf_counter()
         loss = step()
         seconds.append(time.perf_counter() - start)
-    return {"library": library, "max_rss_mib": _max_rss_mib(), "max_rss_before_step_mib": before,
+    lifetime = _max_rss_mib()
+    peak = timing.proc_status_kib("VmHWM") / 1024 if resettable else lifetime
+    return {"library": library, "max_rss_mib": peak, "lifetime_max_rss_mib": lifetime,
+            "max_rss_after_build_mib": built, "first_step_ms": 1e3 * first,
             "step_ms": [1e3 * s for s in seconds], "loss": loss}
 
 

@@ -74,7 +74,8 @@ def kernel_path(mode: str):
 
 
 # ---------------------------------------------------------------------------- memory
-def _proc_status_kib(key: str) -> int:
+def proc_status_kib(key: str) -> int:
+    """A size from /proc/self/status in KiB: "VmRSS" (resident now), "VmHWM" (its peak)."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith(key + ":"):
@@ -82,16 +83,17 @@ def _proc_status_kib(key: str) -> int:
     raise OSError(f"{key} not in /proc/self/status")
 
 
-def _reset_peak_rss() -> None:
+def reset_peak_rss() -> None:
+    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0)."""
     with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # "5": reset the peak RSS (VmHWM) to the current RSS (Linux >= 4.0)
+        f.write("5")
 
 
 def rss_method_available() -> bool:
     """Whether this process can reset and read its peak RSS and steer glibc's malloc."""
     try:
-        _reset_peak_rss()
-        _proc_status_kib("VmHWM")
+        reset_peak_rss()
+        proc_status_kib("VmHWM")
         libc = ctypes.CDLL(None)
         _ = libc.mallopt, libc.malloc_trim  # glibc only
     except (OSError, AttributeError):
@@ -108,10 +110,10 @@ def peak_extra_rss_mib(fn) -> float:
     """Peak resident memory above the current level while ``fn()`` runs, in MiB."""
     gc.collect()
     ctypes.CDLL(None).malloc_trim(0)  # free pages leave the resident set (see module docstring)
-    before = _proc_status_kib("VmRSS")
-    _reset_peak_rss()
+    before = proc_status_kib("VmRSS")
+    reset_peak_rss()
     fn()
-    return max(_proc_status_kib("VmHWM") - before, 0) * 1024 / MIB
+    return max(proc_status_kib("VmHWM") - before, 0) * 1024 / MIB
 
 
 def peak_traced_mib(fn) -> float:
