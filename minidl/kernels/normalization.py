@@ -4,8 +4,8 @@ fused parallel passes, without the full-size temporaries NumPy needs.
 Same maths as ``minidl.functional.normalization`` (the reference these are tested against).
 Arrays come as (N, C, L) views (L = H*W, 1 for (N, C) input); per-channel vectors in the
 input's dtype. Sums accumulate in float64, so float32 statistics are at least as accurate as
-NumPy's. Channel loops run in parallel for the sums, (sample, channel) planes for the
-element-wise passes.
+NumPy's. Every kernel runs in parallel over the N*C (sample, channel) planes; per-plane sums
+are then added per channel in NumPy (an (N, C) array, small).
 """
 from __future__ import annotations
 
@@ -13,23 +13,28 @@ import numba
 import numpy as np
 
 
-@numba.njit(parallel=True, cache=True)
-def _stats(x, mean, var):
+# Sums may be reordered ("reassoc") so that LLVM vectorises them; NaN and inf keep their
+# meaning (no other fast-math flag).
+_SUMS = {"reassoc"}
+
+
+@numba.njit(parallel=True, cache=True, fastmath=_SUMS)
+def _plane_stats(x, mean, m2):
+    """Mean and sum of squared deviations of each (n, c) plane of L values: two passes over
+    one plane, the second from the cache, so x is read from memory once."""
     N, C, L = x.shape
-    m = N * L
-    for c in numba.prange(C):
+    for p in numba.prange(N * C):
+        n, c = p // C, p % C
         total = 0.0
-        for n in range(N):
-            for i in range(L):
-                total += x[n, c, i]
-        mu = total / m
-        squares = 0.0  # two passes: sum (x - mean)^2 cannot cancel like sum x^2 - m mean^2
-        for n in range(N):
-            for i in range(L):
-                d = x[n, c, i] - mu
-                squares += d * d
-        mean[c] = mu
-        var[c] = squares / m
+        for i in range(L):
+            total += x[n, c, i]
+        mu = total / L
+        squares = 0.0
+        for i in range(L):
+            d = x[n, c, i] - mu
+            squares += d * d
+        mean[n, c] = mu
+        m2[n, c] = squares
 
 
 @numba.njit(parallel=True, cache=True)
@@ -44,19 +49,20 @@ def _normalise(x, mean, inv_std, gamma, beta, x_hat, out):
             out[n, c, i] = h * g + b
 
 
-@numba.njit(parallel=True, cache=True)
-def _grad_sums(dout, x_hat, dgamma, dbeta):
+@numba.njit(parallel=True, cache=True, fastmath=_SUMS)
+def _grad_sums(dout, x_hat, sum_d, sum_dx):
+    """Per (n, c) plane: the sum of dout and of dout * x_hat."""
     N, C, L = dout.shape
-    for c in numba.prange(C):
-        sum_d = 0.0
-        sum_dx = 0.0
-        for n in range(N):
-            for i in range(L):
-                d = dout[n, c, i]
-                sum_d += d
-                sum_dx += d * x_hat[n, c, i]
-        dbeta[c] = sum_d
-        dgamma[c] = sum_dx
+    for p in numba.prange(N * C):
+        n, c = p // C, p % C
+        a = 0.0
+        b = 0.0
+        for i in range(L):
+            d = dout[n, c, i]
+            a += d
+            b += d * x_hat[n, c, i]
+        sum_d[n, c] = a
+        sum_dx[n, c] = b
 
 
 @numba.njit(parallel=True, cache=True)
@@ -70,12 +76,18 @@ def _grad_input(dout, x_hat, scale, a, b, dx):
 
 
 def batch_stats(x):
-    """Per-channel mean and biased variance of x (N, C, L) -> two (C,) arrays in x's dtype."""
+    """Per-channel mean and biased variance of x (N, C, L) -> two (C,) arrays in x's dtype.
+
+    The planes' statistics are combined exactly (Chan et al., 1979): the channel's sum of
+    squared deviations is the planes' own plus L * (plane mean - channel mean)^2 each.
+    """
     x = np.ascontiguousarray(x)
-    C = x.shape[1]
-    mean, var = np.empty(C), np.empty(C)
-    _stats(x, mean, var)
-    return mean.astype(x.dtype), var.astype(x.dtype)
+    N, C, L = x.shape
+    plane_mean, plane_m2 = np.empty((N, C)), np.empty((N, C))
+    _plane_stats(x, plane_mean, plane_m2)
+    mean = plane_mean.mean(axis=0)
+    m2 = plane_m2.sum(axis=0) + L * ((plane_mean - mean) ** 2).sum(axis=0)
+    return mean.astype(x.dtype), (m2 / (N * L)).astype(x.dtype)
 
 
 def normalise(x, mean, inv_std, gamma, beta):
@@ -95,8 +107,9 @@ def batchnorm_backward(dout, x_hat, scale, batch_stats: bool):
     """
     dout, x_hat = np.ascontiguousarray(dout), np.ascontiguousarray(x_hat)
     N, C, L = dout.shape
-    dgamma, dbeta = np.empty(C), np.empty(C)
-    _grad_sums(dout, x_hat, dgamma, dbeta)
+    sum_d, sum_dx = np.empty((N, C)), np.empty((N, C))
+    _grad_sums(dout, x_hat, sum_d, sum_dx)
+    dbeta, dgamma = sum_d.sum(axis=0), sum_dx.sum(axis=0)
     m = N * L
     a = (dgamma / m if batch_stats else np.zeros(C)).astype(dout.dtype)
     b = (dbeta / m if batch_stats else np.zeros(C)).astype(dout.dtype)
