@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,10 @@ from pathlib import Path
 from .backend import DEVICES
 from .functional.conv import METHODS as CONV_METHODS
 from .optim import OPTIMIZERS, SCHEDULES
+
+# Options renamed since older config.json files (old name -> new), with the old defaults.
+RENAMED = {"num_filters": "width", "conv": "conv_method"}
+OLD_DEFAULTS = {"width": 32, "conv_method": "im2col", "dropout": 0.0}
 
 # Fields a resumed run may change: everything else must match the folder's config.json.
 RESUMABLE_CHANGES = ("epochs", "resume", "no_progress", "device")
@@ -30,21 +35,26 @@ def _opt(default, help: str, **extra):
 class TrainConfig:
     """Every option of ``python -m minidl.train``; defaults are the coursework's settings."""
 
-    # --- what to train
+    # --- what to train (model options left unset keep the model's own default; one given is
+    # always passed to the model, even when it equals some default)
     model: str = _opt("", "architecture to train", positional=True)
     bn: bool = _opt(False, "add BatchNorm after every convolution (fixes the broken vgg38)")
     residual: bool = _opt(False, "wrap blocks in residual (skip) connections (He et al., 2016)")
-    num_filters: int = _opt(32, "channels of the first stage (later stages scale from it); "
-                                "models with a width option (resnet18, vgg11, vgg16, sfnet) keep "
-                                "their own width unless this is given")
+    width: typing.Optional[int] = _opt(
+        None, "channels of the first stage, later stages scale from it (the model's own when "
+              "not given: 32 for vgg08/vgg38, 64 for resnet18, vgg11, vgg16, sfnet)",
+        aliases=("--num-filters",))
     num_blocks_per_stage: typing.Optional[int] = _opt(
         None, "convolutional blocks per stage (the model's own depth when not given)")
     activation: typing.Optional[str] = _opt(
         None, "hidden activation, e.g. relu, leaky_relu, elu, swish (the model's own when not "
               "given)")
-    dropout: float = _opt(0.0, "dropout probability before the classifier (0 disables it)")
-    conv: str = _opt("im2col", "convolution algorithm; all three give the same numbers",
-                     choices=CONV_METHODS)
+    dropout: typing.Optional[float] = _opt(
+        None, "dropout probability before the classifier (the model's own when not given, "
+              "0 for most: no dropout)")
+    conv_method: typing.Optional[str] = _opt(
+        None, "convolution algorithm (the layer's method); all three give the same numbers "
+              "(im2col when not given)", choices=CONV_METHODS, aliases=("--conv",))
 
     # --- data
     dataset: str = _opt("fashion_mnist", "dataset name (fashion_mnist, cifar10, cifar100, ...)")
@@ -59,6 +69,9 @@ class TrainConfig:
     # --- optimisation
     epochs: int = _opt(100, "number of passes over the training set")
     batch_size: int = _opt(100, "examples per mini-batch (training and evaluation)")
+    drop_last: bool = _opt(False, "drop the last training batch when it is smaller than "
+                                  "--batch-size (a last batch of one example is always "
+                                  "dropped: batch statistics need two)")
     optimizer: str = _opt("adam", "update rule", choices=OPTIMIZERS)
     lr: float = _opt(1e-3, "initial learning rate")
     min_lr: float = _opt(2e-5, "final learning rate of the decaying schedules")
@@ -75,6 +88,11 @@ class TrainConfig:
                                "--device may change)")
     no_progress: bool = _opt(False, "no progress bars (the per-epoch summary lines remain)")
 
+    @property
+    def num_filters(self):
+        """The older name of ``width`` (read-only; ``--num-filters`` still sets it)."""
+        return self.width
+
     def default_out(self) -> str:
         """``runs/<model>[-bn][-res]-<dataset>``, the folder used when ``out`` is not given."""
         parts = [self.model] + (["bn"] if self.bn else []) + (["res"] if self.residual else [])
@@ -85,14 +103,22 @@ class TrainConfig:
         checks = [
             (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
-            (self.num_filters >= 1, f"--num-filters must be >= 1, got {self.num_filters}"),
+            (self.width is None or self.width >= 1, f"--width must be >= 1, got {self.width}"),
             (self.num_blocks_per_stage is None or self.num_blocks_per_stage >= 0,
              f"--num-blocks-per-stage must be >= 0, got {self.num_blocks_per_stage}"),
-            (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
-            (self.min_lr >= 0, f"--min-lr must be >= 0, got {self.min_lr}"),
-            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
-            (0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}"),
-            (0 <= self.val_fraction < 1,
+            # NaN fails every comparison, so "not (x > 0)" also refuses --lr nan.
+            (math.isfinite(self.lr) and self.lr > 0, f"--lr must be a finite number > 0, "
+                                                     f"got {self.lr}"),
+            (math.isfinite(self.min_lr) and self.min_lr >= 0,
+             f"--min-lr must be a finite number >= 0, got {self.min_lr}"),
+            (not (self.min_lr > self.lr) or self.schedule == "constant",
+             f"--min-lr ({self.min_lr}) must not exceed --lr ({self.lr}): the schedule would "
+             "raise the learning rate instead of decaying it"),
+            (math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+             f"--weight-decay must be a finite number >= 0, got {self.weight_decay}"),
+            (self.dropout is None or 0 <= self.dropout < 1,
+             f"--dropout must be in [0, 1), got {self.dropout}"),
+            (0 <= self.val_fraction < 1,  # NaN fails this too
              f"--val-fraction must be in [0, 1), got {self.val_fraction}"),
             (self.subset is None or self.subset >= 1, f"--subset must be >= 1, got {self.subset}"),
         ]
@@ -103,7 +129,21 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        """Build from a dict such as config.json; unknown keys are an error naming them."""
+        """Build from a dict such as config.json; unknown keys are an error naming them.
+
+        A config.json of an older minidl is read too: ``num_filters`` and ``conv`` are now
+        ``width`` and ``conv_method``, and model options saved at the old defaults (which were
+        not passed to the model) become None, "not given".
+        """
+        values = dict(values)
+        if RENAMED.keys() & values.keys():  # written by an older minidl
+            for old, new in RENAMED.items():
+                if old in values:
+                    values[new] = values.pop(old)
+            for name, default in OLD_DEFAULTS.items():
+                if values.get(name) == default:
+                    values[name] = None
+            values.setdefault("drop_last", False)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
@@ -168,13 +208,16 @@ def build_parser(model_choices=None,
                 kwargs["help"] += f": {', '.join(model_choices)}"
             parser.add_argument(f.name, **kwargs)
             continue
+        names = [option_name(f.name), *meta.get("aliases", ())]
+        if meta.get("aliases"):
+            kwargs["help"] += f" ({', '.join(meta['aliases'])}: the older spelling)"
         if kind is bool:
-            parser.add_argument(option_name(f.name), dest=f.name, action="store_true",
-                                default=f.default, **kwargs)
+            parser.add_argument(*names, dest=f.name, action="store_true", default=f.default,
+                                **kwargs)
             continue
         if "choices" in meta:
             kwargs["choices"] = list(meta["choices"])
-        parser.add_argument(option_name(f.name), dest=f.name, type=kind, default=f.default,
+        parser.add_argument(*names, dest=f.name, type=kind, default=f.default,
                             metavar=f.name.upper() if "choices" not in meta else None, **kwargs)
     return parser
 
@@ -201,7 +244,8 @@ def to_argv(config: TrainConfig) -> list[str]:
 
 
 def explicitly_set(config: TrainConfig) -> set[str]:
-    """Names of fields whose value differs from the dataclass default."""
+    """Names of fields whose value differs from the dataclass default (for the model options,
+    whose default is None or False, "differs" means "given")."""
     defaults = TrainConfig()
     return {f.name for f in dataclasses.fields(TrainConfig)
             if getattr(config, f.name) != getattr(defaults, f.name)}

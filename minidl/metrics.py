@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +109,10 @@ class GradientFlow:
                 for depth, (name, value) in enumerate(zip(self.names, self.means()))]
 
 
+class CSVLogError(ValueError):
+    """A log file that is not what minidl wrote; the message names it and what to do."""
+
+
 class CSVLog:
     """An append-only CSV file with a fixed header, flushed row by row so a crash loses nothing."""
 
@@ -117,8 +122,7 @@ class CSVLog:
 
     def create(self) -> None:
         """Start an empty file with just the header (overwriting an older one)."""
-        with open(self.path, "w", newline="") as f:
-            csv.writer(f).writerow(self.columns)
+        self._rewrite([])
 
     def append(self, rows) -> None:
         if isinstance(rows, dict):
@@ -128,17 +132,45 @@ class CSVLog:
             writer.writerows(rows)
 
     def read(self) -> list[dict]:
-        """All rows with numeric fields converted to int/float."""
+        """All rows with numeric fields converted to int/float; a CSVLogError if damaged."""
         if not self.path.is_file():
             return []
-        with open(self.path, newline="") as f:
-            return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        try:
+            with open(self.path, newline="") as f:
+                reader = csv.DictReader(f)
+                header = tuple(reader.fieldnames or ())
+                rows = [{k: _number(v) for k, v in row.items()} for row in reader]
+        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            raise self._damaged(str(err)) from None
+        if header != self.columns:
+            raise self._damaged(f"its header is {list(header)}, expected {list(self.columns)}")
+        for i, row in enumerate(rows, start=2):
+            if not isinstance(row.get("epoch"), int) or None in row.values():
+                raise self._damaged(f"line {i} is not a complete row")
+        return rows
 
     def keep_until(self, epoch: int) -> None:
         """Drop rows after ``epoch`` (written after the checkpoint a resumed run starts from)."""
-        rows = [row for row in self.read() if row["epoch"] <= epoch]
-        self.create()
-        self.append(rows)
+        self._rewrite([row for row in self.read() if row["epoch"] <= epoch])
+
+    def _rewrite(self, rows) -> None:
+        """Replace the file by the header and ``rows`` in one atomic step (no row is lost
+        to a crash half-way)."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=self.columns)
+                writer.writeheader()
+                writer.writerows(rows)
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _damaged(self, why: str) -> CSVLogError:
+        return CSVLogError(f"{self.path} is damaged ({why}); repair it, or delete it to keep "
+                           "training (the checkpoints are intact; the rows of earlier epochs "
+                           "would be lost)")
 
 
 def _number(text: str):

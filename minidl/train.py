@@ -1,23 +1,31 @@
 """The training command line: ``python -m minidl.train MODEL [options]`` (``--help`` lists them).
 
-One run is one experiment folder (``--out``, default ``runs/<model>[-bn][-res]-<dataset>``):
+Read it top down: ``train_step`` and ``evaluate`` are the whole learning step and evaluation
+pass; ``Trainer`` runs epochs of them and does the bookkeeping; the run folder (paths, lock,
+config check, checkpoints, resume) is ``minidl.checkpoint.RunFolder``.
+
+One run is one folder (``--out``, default ``runs/<model>[-bn][-res]-<dataset>``):
 
     config.json         the TrainConfig of the run (what ``--resume`` checks against)
     metrics.csv         epoch, lr, train_loss, train_acc, val_loss, val_acc, seconds
     grad_flow.csv       mean |grad| of every conv/linear weight per epoch (by depth)
-    checkpoints/        latest.npz (every epoch, and on Ctrl-C) and best.npz (best val accuracy)
+    checkpoints/        latest.npz (every epoch, and when stopped) and best.npz (best val accuracy)
     curves.png          loss and accuracy against epoch, train and validation
     gradient_flow.png   the grad_flow.csv numbers on a log scale (vgg38's vanishing gradients)
     test_summary.json   test loss/accuracy of the best-validation model
 
-Exit codes: 0 done, 1 data set missing, 2 bad command line or configuration, 3 the loss
-became NaN/inf (the last good checkpoint is kept), 130 interrupted (Ctrl-C; latest.npz saved).
+Exit codes: 0 done, 1 data set missing, 2 bad command line, configuration or run folder, 3 the
+loss became NaN/inf (the last good checkpoint is kept), 4 the run folder could not be written
+(e.g. a full disk; the last checkpoint is kept), 128 + the signal when stopped by SIGINT
+(Ctrl-C, 130) or SIGTERM (143) after saving latest.npz, 141 when stdout was closed (a pipe
+into ``head``) after saving latest.npz.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import os
 import shlex
 import signal
 import sys
@@ -29,21 +37,23 @@ import numpy as np
 from tqdm import tqdm
 
 from . import backend, data, init, losses, models, optim, plots
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import RunFolder, RunFolderError, rng_state, set_rng_state
 from .config import (RESUMABLE_CHANGES, TrainConfig, build_parser, config_differences,
                      explicitly_set, option_name, to_argv)
-from .layers import Dropout
-from .metrics import (GRAD_FLOW_COLUMNS, METRIC_COLUMNS, CSVLog, GradientFlow, RunningTotals,
-                      count_correct)
+from .metrics import (GRAD_FLOW_COLUMNS, METRIC_COLUMNS, CSVLog, CSVLogError, GradientFlow,
+                      RunningTotals, count_correct)
 
-EXIT_OK, EXIT_NO_DATA, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_NO_DATA, EXIT_USAGE, EXIT_DIVERGED, EXIT_IO = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 128 + signal.SIGINT         # 130, as a shell reports Ctrl-C
+EXIT_TERMINATED = 128 + signal.SIGTERM         # 143
+EXIT_PIPE_CLOSED = 141                         # 128 + SIGPIPE, as for any program in a pipe
 PROG = "python -m minidl.train"
 AUGMENT_PADDING = 4  # pixels of zero padding before the random crop (the CIFAR convention)
 
 # TrainConfig field -> keyword of models.build (the model's name for the same option).
-MODEL_OPTIONS = {"bn": "bn", "residual": "residual", "num_filters": "num_filters",
+MODEL_OPTIONS = {"bn": "bn", "residual": "residual", "width": "width",
                  "num_blocks_per_stage": "num_blocks_per_stage", "activation": "activation",
-                 "dropout": "dropout", "conv": "conv_method"}
+                 "dropout": "dropout", "conv_method": "conv_method"}
 
 
 # ---------------------------------------------------------------------- the learning step
@@ -99,29 +109,46 @@ class Diverged(Exception):
         self.epoch, self.step, self.value = epoch, step, value
 
 
-class GracefulInterrupt:
-    """Turn the first Ctrl-C into a request (checked between steps); a second one aborts at once."""
+class StopRequest:
+    """SIGINT (Ctrl-C) and SIGTERM (a cluster scheduler, ``timeout``) become a request that the
+    loop checks between steps, so a resumable checkpoint is saved first; a second signal aborts
+    at once. ``reason`` is the signal's name (or "stdout closed"), ``exit_code`` 128 + its number.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.requested = False
-        self._previous = None
+        self.reason = None
+        self.exit_code = EXIT_INTERRUPTED
+        self._previous = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.reason is not None
+
+    def request(self, reason: str, exit_code: int) -> None:
+        if self.reason is None:
+            self.reason, self.exit_code = reason, exit_code
 
     def _handle(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
-        tqdm.write("Ctrl-C: saving checkpoints/latest.npz after this step "
-                   "(press Ctrl-C again to abort without saving)", file=sys.stderr)
+        name = signal.Signals(signum).name
+        self.request(name, 128 + signum)
+        tqdm.write(f"{name}: saving checkpoints/latest.npz after this step (send it again to "
+                   "abort without saving)", file=sys.stderr)
 
     def __enter__(self):
         # Signal handlers can only be installed from the main thread.
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
         return False
 
 
@@ -136,39 +163,28 @@ def _json_number(value):
 
 def model_options(cfg: TrainConfig, accepted, data_options: dict) -> dict:
     """Keyword arguments for ``models.build``: the entries of ``data_options`` the model
-    accepts (``accepted``, its option names) and every model field the user set.
+    accepts (``accepted``, its option names) and every model option the user gave.
 
-    A field left at its default is not passed, so each model keeps its own default (resnet18
-    keeps its BatchNorm and the papers' width 64); a field the user set is always passed, so
-    that build() says which options do not apply to the model.
+    An option not given (None, or False for a flag) is not passed, so each model keeps its own
+    default (resnet18 keeps its BatchNorm and the papers' width 64); an option given is always
+    passed, even with the value of some default, and build() says which do not apply.
     """
-    user_set = explicitly_set(cfg)
     options = {k: v for k, v in data_options.items() if k in accepted}
-    for field_name, option in MODEL_OPTIONS.items():
-        if field_name not in user_set:
-            continue
-        if option == "num_filters" and option not in accepted and "width" in accepted:
-            option = "width"  # resnet18, vgg11, ... call their first-stage channels width
-        options[option] = getattr(cfg, field_name)
+    options.update({option: getattr(cfg, field_name)
+                    for field_name, option in MODEL_OPTIONS.items()
+                    if field_name in explicitly_set(cfg)})
     return options
 
 
 class Trainer:
-    """Everything one run needs, built from a TrainConfig; ``fit()`` trains, returns the exit code."""
+    """One run: the model, data, optimiser and schedule built from ``cfg``, training into the
+    opened RunFolder ``run`` (from ``state``, its latest checkpoint, when resuming).
+    ``fit()`` trains and returns the exit code.
+    """
 
-    def __init__(self, cfg: TrainConfig, log=print):
-        self.cfg = cfg
-        self.log = log
-        self.out = Path(cfg.out)
-        self.ckpt_dir = self.out / "checkpoints"
-        self.latest_path = self.ckpt_dir / "latest.npz"
-        self.best_path = self.ckpt_dir / "best.npz"
-        try:
-            backend.check_device(cfg.device)
-        except (ValueError, RuntimeError) as err:
-            raise UsageError(str(err)) from None
-        resume_state, saved_epochs = self._resume_state()
-
+    def __init__(self, cfg: TrainConfig, run: RunFolder, state: dict | None = None, log=None):
+        self.cfg, self.run = cfg, run
+        self.log = log or self.say
         try:
             self.splits = data.load_dataset(cfg.dataset, data_dir=cfg.data_dir,
                                             val_fraction=cfg.val_fraction, seed=cfg.seed,
@@ -188,50 +204,20 @@ class Trainer:
         except ValueError as err:
             raise UsageError(str(err)) from None
         self.criterion = losses.CrossEntropyLoss()
-        self.augment = data.make_augmentation(
-            crop_padding=AUGMENT_PADDING if cfg.augment else 0, flip=cfg.augment,
-            erasing=cfg.random_erasing)
-        x_train, y_train = self.splits.train
-        self.batches = data.BatchIterator(x_train, y_train, cfg.batch_size, shuffle=True,
-                                          rng=np.random.default_rng(cfg.seed),
-                                          augment=self.augment)
-        self.dropouts = [(name, layer) for name, layer in self.model.named_layers()
-                         if isinstance(layer, Dropout)]
+        self.batches = self._batches()
         self.grad_flow = GradientFlow(self.model)
-        self.metrics = CSVLog(self.out / "metrics.csv", METRIC_COLUMNS)
-        self.grad_log = CSVLog(self.out / "grad_flow.csv", GRAD_FLOW_COLUMNS)
+        self.metrics = CSVLog(run.metrics_path, METRIC_COLUMNS)
+        self.grad_log = CSVLog(run.grad_flow_path, GRAD_FLOW_COLUMNS)
+        self.stop = StopRequest()
 
         self.epoch = 0                 # completed epochs
         self.best_val_acc = -math.inf
         self.best_epoch = 0
-        self.progress = None           # a partly trained epoch restored from a Ctrl-C checkpoint
-        if resume_state is not None:
-            self._restore(resume_state, saved_epochs)
+        self.progress = None           # a partly trained epoch restored from a stop checkpoint
+        if state is not None:
+            self._restore(state)
 
     # ------------------------------------------------------------------ setup
-    def _resume_state(self):
-        """The checkpoint to continue from (or None), after checking the folder's config."""
-        cfg = self.cfg
-        if not self.latest_path.is_file():
-            if cfg.resume:
-                self.log(f"no checkpoint in {self.ckpt_dir}: starting from scratch")
-            return None, None
-        if not cfg.resume:
-            raise UsageError(f"{self.out} already holds a run ({self.latest_path}); pass --resume "
-                             "to continue it, or --out to start a new one")
-        state = load_checkpoint(self.latest_path)
-        config_path = self.out / "config.json"
-        saved = (TrainConfig.load_json(config_path) if config_path.is_file()
-                 else TrainConfig.from_dict(json.loads(state["config"])))
-        # The folder is the run: ``out`` may be spelt differently (relative, absolute).
-        diffs = config_differences(saved, cfg, ignore=RESUMABLE_CHANGES + ("out",))
-        if diffs:
-            listed = "; ".join(f"{option_name(k)}: {old!r} in {config_path.name}, {new!r} now"
-                               for k, old, new in diffs)
-            raise UsageError(f"cannot resume {self.out}: its configuration differs ({listed}). "
-                             "Only --epochs may change when resuming; use --out for a new run")
-        return state, saved.epochs
-
     def _build_model(self):
         """``models.build`` with the data set's shape, the seed and the model options of cfg."""
         cfg = self.cfg
@@ -243,10 +229,33 @@ class Trainer:
         except ValueError as err:  # an option the model does not take, or a bad value
             raise UsageError(str(err)) from None
 
-    def _restore(self, state: dict, saved_epochs: int) -> None:
+    def _batches(self) -> data.BatchIterator:
+        """Shuffled, augmented training batches; a last batch of one example is dropped."""
+        cfg = self.cfg
+        x_train, y_train = self.splits.train
+        # Batch statistics (BatchNorm) of one example are undefined, and one example's
+        # gradient is a poor step: --drop-last drops any incomplete last batch, and a last
+        # batch of exactly one is always dropped (a different example each epoch).
+        drop_last = cfg.drop_last or (len(x_train) % cfg.batch_size == 1 and len(x_train) > 1)
+        if drop_last and not cfg.drop_last:
+            self.log(f"note: {len(x_train)} training examples in batches of {cfg.batch_size} "
+                     "leave a last batch of one example; it is dropped each epoch")
+        augment = data.make_augmentation(crop_padding=AUGMENT_PADDING if cfg.augment else 0,
+                                         flip=cfg.augment, erasing=cfg.random_erasing)
+        return data.BatchIterator(x_train, y_train, cfg.batch_size, shuffle=True,
+                                  rng=np.random.default_rng(cfg.seed), augment=augment,
+                                  drop_last=drop_last)
+
+    def _restore(self, state: dict) -> None:
         """Load a checkpoint written by ``_checkpoint_state`` so training continues exactly."""
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optim"])
+        saved_epochs = TrainConfig.from_dict(json.loads(state["config"])).epochs
+        try:
+            self.model.load_state_dict(state["model"])
+            self.model.load_extra_state_dict(_layer_states(state["rng"]))
+            self.opt.load_state_dict(state["optim"])
+        except (KeyError, ValueError) as err:
+            raise RunFolderError(f"{self.run.latest_path} does not fit this model and "
+                                 f"optimiser ({err}); use another --out for a new run") from None
         sched_state = state["sched"]
         if saved_epochs != self.cfg.epochs:
             # The schedule's shape depends on the run length: keep its position (the epoch)
@@ -257,9 +266,6 @@ class Trainer:
                      f"{self.cfg.schedule} schedule continues as a {self.cfg.epochs}-epoch one")
         self.sched.load_state_dict(sched_state)
         set_rng_state(self.batches.rng, state["rng"]["batches"])
-        dropout_states = json.loads(state["rng"]["dropout"])
-        for name, layer in self.dropouts:
-            layer.rng.bit_generator.state = dropout_states[name]
         self.epoch = int(state["epoch"])
         self.best_val_acc = float(state["best_val_acc"])
         self.best_epoch = int(state["best_epoch"])
@@ -267,9 +273,20 @@ class Trainer:
         self.progress = progress if int(progress["step"]) > 0 else None
         where = (f"in epoch {self.epoch + 1} after step {int(progress['step'])}" if self.progress
                  else f"after epoch {self.epoch}")
-        self.log(f"resuming {self.out} {where}")
+        self.log(f"resuming {self.run.path} {where}")
 
-    # ------------------------------------------------------------------ checkpoints
+    # ------------------------------------------------------------------ output
+    def say(self, message: str) -> None:
+        """Print a line; if stdout was closed (``| head``), stop after saving, as for Ctrl-C."""
+        try:
+            print(message, flush=True)
+        except BrokenPipeError:
+            # Point stdout at /dev/null so later prints (and the exit flush) stay quiet.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            self.stop.request("stdout closed", EXIT_PIPE_CLOSED)
+
     def _checkpoint_state(self) -> dict:
         progress = self.progress or {"step": 0}
         return {
@@ -278,8 +295,7 @@ class Trainer:
             "sched": self.sched.state_dict(),
             # Generator states as JSON text: their 128-bit integers do not fit an int64 array.
             "rng": {"batches": rng_state(self.batches.rng),
-                    "dropout": json.dumps({name: layer.rng.bit_generator.state
-                                           for name, layer in self.dropouts})},
+                    "layers": json.dumps(self.model.extra_state_dict())},
             "epoch": self.epoch,
             "best_val_acc": self.best_val_acc,
             "best_epoch": self.best_epoch,
@@ -287,12 +303,10 @@ class Trainer:
             "config": json.dumps(self.cfg.to_dict()),
         }
 
-    def save_latest(self) -> None:
-        save_checkpoint(self.latest_path, self._checkpoint_state())
-
     # ------------------------------------------------------------------ training
-    def _train_epoch(self, epoch: int, stop: GracefulInterrupt):
-        """One pass over the training set; returns (loss, acc, seconds) or None if interrupted."""
+    def train_epoch(self, epoch: int):
+        """One pass of ``train_step`` over the training set; returns (loss, acc, seconds), or
+        None when a stop was requested (``self.progress`` then says where)."""
         cfg, device = self.cfg, self.cfg.device
         progress = self.progress
         if progress is not None:  # continue a partly trained epoch: same shuffle, same batches
@@ -315,17 +329,17 @@ class Trainer:
                 if step <= skip:  # replayed only to advance the shuffling/augmentation RNG
                     continue
                 xb, yb = backend.to_device(xb, device), backend.to_device(yb, device)
-                loss, batch_correct = train_step(self.model, self.criterion, self.opt, xb, yb)
+                loss, correct = train_step(self.model, self.criterion, self.opt, xb, yb)
                 self.grad_flow.accumulate()
-                totals.add(loss, batch_correct, len(yb))
+                totals.add(loss, correct, len(yb))
                 loss_mean, acc = totals.read()  # the step's one read from the device
                 if not math.isfinite(loss_mean):
                     raise Diverged(epoch, step, float(backend.asnumpy(loss)))
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_mean:.4f}", acc=f"{acc:.2%}", refresh=False)
-                if stop.requested:
-                    loss_sum, correct, seen = totals.sums()
-                    self.progress = {"step": step, "loss_sum": loss_sum, "correct": correct,
+                if self.stop.requested:
+                    loss_sum, correct_sum, seen = totals.sums()
+                    self.progress = {"step": step, "loss_sum": loss_sum, "correct": correct_sum,
                                      "seen": seen, "epoch_rng": epoch_rng,
                                      "seconds": seconds_before + time.perf_counter() - start,
                                      "grad_flow": self.grad_flow.state()}
@@ -335,13 +349,13 @@ class Trainer:
         seconds = seconds_before + time.perf_counter() - start
         return (*totals.read(), seconds)
 
-    def _end_epoch(self, epoch: int, train_loss: float, train_acc: float, seconds: float) -> dict:
+    def end_epoch(self, epoch: int, train_loss: float, train_acc: float, seconds: float) -> dict:
         """Validate, log, step the schedule and checkpoint a finished epoch."""
         cfg = self.cfg
         start = time.perf_counter()
         x_val, y_val = self.splits.val
         val_loss, val_acc = evaluate(self.model, self.criterion, x_val, y_val, cfg.batch_size,
-                                    cfg.device)
+                                     cfg.device)
         if len(x_val) and not math.isfinite(val_loss):
             raise Diverged(epoch, "validation", val_loss)
         row = {"epoch": epoch, "lr": self.opt.lr, "train_loss": train_loss,
@@ -357,10 +371,7 @@ class Trainer:
         improved = not len(x_val) or val_acc > self.best_val_acc
         if improved:
             self.best_val_acc, self.best_epoch = (val_acc if len(x_val) else math.nan), epoch
-        state = self._checkpoint_state()
-        save_checkpoint(self.latest_path, state)
-        if improved:
-            save_checkpoint(self.best_path, state)
+        self.run.save(self._checkpoint_state(), best=improved)
         self._plot()
         return row
 
@@ -372,10 +383,11 @@ class Trainer:
                 + ("  *" if self.best_epoch == row["epoch"] else ""))
 
     def _plot(self) -> None:
-        title = Path(self.cfg.out).name
+        title = self.run.path.name
         try:
-            plots.plot_curves(self.metrics.read(), self.out / "curves.png", title)
-            plots.plot_gradient_flow(self.grad_log.read(), self.out / "gradient_flow.png", title)
+            plots.plot_curves(self.metrics.read(), self.run.path / "curves.png", title)
+            plots.plot_gradient_flow(self.grad_log.read(), self.run.path / "gradient_flow.png",
+                                     title)
         except Exception as err:  # a plotting problem must not cost a training run
             _error(f"could not draw the plots: {type(err).__name__}: {err}")
 
@@ -383,89 +395,143 @@ class Trainer:
         argv = to_argv(dataclasses.replace(self.cfg, resume=True))
         return f"Continue with: {PROG} {shlex.join(argv)}"
 
+    def _stopped(self, where: str) -> int:
+        message = (f"interrupted {where} ({self.stop.reason}); saved {self.run.latest_path}. "
+                   f"{self._resume_hint()}")
+        self.log(message)
+        if self.stop.exit_code != EXIT_INTERRUPTED:  # stdout may be a closed pipe or a log
+            print(message, file=sys.stderr, flush=True)
+        return self.stop.exit_code
+
     def fit(self) -> int:
         """Train the remaining epochs, then test the best model; returns the exit code."""
-        cfg = self.cfg
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        cfg, run = self.cfg, self.run
         resumed = bool(self.epoch or self.progress)
         for log in (self.metrics, self.grad_log):
             if resumed:
                 log.keep_until(self.epoch)
             else:
                 log.create()
-        if not resumed:  # a best.npz left by an older, abandoned run here is not this run's
-            self.best_path.unlink(missing_ok=True)
-        cfg.save_json(self.out / "config.json")
+        if not resumed:  # checkpoints left by an abandoned run here are not this run's
+            run.start_afresh()
+        run.write_config(cfg.to_dict())
         x_val, x_test = self.splits.val[0], self.splits.test[0]
         self.log(f"{cfg.model}: {self.model.num_parameters():,} parameters; "
                  f"{cfg.dataset}: {len(self.splits.train[0])} train / {len(x_val)} val / "
-                 f"{len(x_test)} test; writing to {self.out}")
-        with GracefulInterrupt() as stop:
+                 f"{len(x_test)} test; writing to {run.path}")
+        with self.stop:
             try:
                 for epoch in range(self.epoch + 1, cfg.epochs + 1):
-                    result = self._train_epoch(epoch, stop)
+                    result = self.train_epoch(epoch)
                     if result is None:
-                        self.save_latest()
-                        self.log(f"interrupted at epoch {epoch}, step {self.progress['step']}; "
-                                 f"saved {self.latest_path}. {self._resume_hint()}")
-                        return EXIT_INTERRUPTED
-                    self.log(self._summary_line(self._end_epoch(epoch, *result)))
-                    if stop.requested:
-                        self.log(f"interrupted after epoch {epoch}; saved {self.latest_path}. "
-                                 f"{self._resume_hint()}")
-                        return EXIT_INTERRUPTED
+                        run.save(self._checkpoint_state())
+                        return self._stopped(f"at epoch {epoch}, step {self.progress['step']}")
+                    self.log(self._summary_line(self.end_epoch(epoch, *result)))
+                    if self.stop.requested:
+                        return self._stopped(f"after epoch {epoch}")
             except Diverged as err:
                 self._plot()
-                kept = (f"the last good checkpoint is {self.latest_path} (epoch {self.epoch})"
-                        if self.latest_path.is_file() else "no checkpoint had been written yet")
+                kept = (f"the last good checkpoint is {run.latest_path} (epoch {self.epoch})"
+                        if run.has_checkpoint() else "no checkpoint had been written yet")
                 _error(f"{err} (lr {self.opt.lr:.3g}); stopping. Nothing was saved for this "
                        f"epoch: {kept}. Try a smaller --lr.")
                 return EXIT_DIVERGED
-        self._test()
-        return EXIT_OK
+        self.test()
+        return self.stop.exit_code if self.stop.requested else EXIT_OK
 
-    def _test(self) -> dict:
+    def test(self) -> dict:
         """Evaluate the best-validation model on the test set and write test_summary.json."""
-        cfg = self.cfg
-        source = self.best_path if self.best_path.is_file() else self.latest_path
-        if source.is_file():
-            self.model.load_state_dict(load_checkpoint(source)["model"])
+        cfg, run = self.cfg, self.run
+        best = run.load_best()
+        if best is not None:
+            source, epoch = run.best_path, self.best_epoch
+            self.model.load_state_dict(best["model"])
+        else:  # no best.npz (e.g. a run from before best.npz existed): the latest model
+            source, epoch = run.latest_path, self.epoch
         x_test, y_test = self.splits.test
         test_loss, test_acc = evaluate(self.model, self.criterion, x_test, y_test,
                                        cfg.batch_size, cfg.device)
         rows = self.metrics.read()
         summary = {
             "model": cfg.model, "dataset": cfg.dataset,
-            "checkpoint": str(source.relative_to(self.out)),
+            "checkpoint": str(source.relative_to(run.path)), "checkpoint_epoch": epoch,
             "best_epoch": self.best_epoch, "best_val_acc": _json_number(self.best_val_acc),
             "test_loss": _json_number(test_loss), "test_acc": _json_number(test_acc),
             "test_examples": len(x_test), "epochs": self.epoch,
             "num_parameters": self.model.num_parameters(),
             "train_seconds": round(sum(r["seconds"] for r in rows), 3),
         }
-        (self.out / "test_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        self.log(f"test (best validation model, epoch {self.best_epoch}): loss {test_loss:.4f} "
-                 f"acc {test_acc:.2%}  -> {self.out / 'test_summary.json'}")
+        run.write_summary(summary)
+        self.log(f"test (model of epoch {epoch}, best validation accuracy): loss {test_loss:.4f} "
+                 f"acc {test_acc:.2%}  -> {run.summary_path}")
         return summary
+
+
+def _layer_states(rng: dict) -> dict:
+    """The layers' extra state in a checkpoint (``rng/dropout`` in checkpoints before 0.2)."""
+    text = rng.get("layers")
+    if text is not None:
+        return json.loads(text)
+    return {name: {"rng": state} for name, state in json.loads(rng.get("dropout", "{}")).items()}
+
+
+def _open_state(cfg: TrainConfig, run: RunFolder, log) -> dict | None:
+    """The checkpoint to continue from (None for a new run), after the resume rules."""
+    if not run.has_checkpoint():
+        if cfg.resume:
+            log(f"no checkpoint in {run.checkpoint_dir}: starting from scratch")
+        return None
+    if not cfg.resume:
+        raise UsageError(f"{run.path} already holds a run ({run.latest_path}); pass --resume "
+                         "to continue it, or --out to start a new one")
+    state = run.load_latest()
+    saved = run.saved_config() or json.loads(state["config"])
+    try:
+        saved_cfg = TrainConfig.from_dict(saved)
+    except (TypeError, ValueError) as err:
+        raise RunFolderError(f"{run.config_path} is not a configuration of this minidl "
+                             f"({err}); use another --out for a new run") from None
+    diffs = config_differences(saved_cfg, cfg, ignore=RESUMABLE_CHANGES + ("out",))
+    if diffs:
+        listed = "; ".join(f"{option_name(k)}: {old!r} in config.json, {new!r} now"
+                           for k, old, new in diffs)
+        raise UsageError(f"cannot resume {run.path}: its configuration differs ({listed}). "
+                         "Only --epochs and --device may change when resuming; use --out for "
+                         "a new run")
+    return state
 
 
 def run(cfg: TrainConfig) -> int:
     """Train as ``cfg`` says; returns the process exit code (see the module docstring)."""
-    if cfg.out is None:
-        cfg.out = cfg.default_out()
+    cfg.out = os.path.expanduser(cfg.out if cfg.out is not None else cfg.default_out())
+    if cfg.data_dir is not None:
+        cfg.data_dir = os.path.expanduser(cfg.data_dir)
     try:
-        trainer = Trainer(cfg)
-    except UsageError as err:
+        backend.check_device(cfg.device)
+    except (ValueError, RuntimeError) as err:
+        _error(str(err))
+        return EXIT_USAGE
+    try:
+        # The folder is checked and locked before the data is loaded: an unusable --out
+        # is reported at once, not after minutes of loading.
+        with RunFolder(cfg.out) as folder:
+            state = _open_state(cfg, folder, print)
+            return Trainer(cfg, folder, state).fit()
+    except (UsageError, RunFolderError, CSVLogError) as err:
         _error(str(err))
         return EXIT_USAGE
     except data.DatasetNotFoundError as err:
         _error(str(err))
         return EXIT_NO_DATA
-    try:
-        return trainer.fit()
-    except KeyboardInterrupt:  # a second Ctrl-C: leave at once, keeping the last checkpoint
-        _error(f"aborted; the last saved checkpoint is {trainer.latest_path}")
+    except KeyboardInterrupt:  # a second signal: leave at once, keeping the last checkpoint
+        _error(f"aborted; the last saved checkpoint is in {Path(cfg.out) / 'checkpoints'}")
         return EXIT_INTERRUPTED
+    except OSError as err:  # a full disk, a folder made read-only mid-run, ...
+        where = f"{err.filename}: " if err.filename else ""
+        _error(f"{where}{err.strerror or err}. The last complete checkpoint "
+               f"in {Path(cfg.out) / 'checkpoints'} is intact; free space or fix the folder, "
+               "then continue with --resume")
+        return EXIT_IO
 
 
 def main(argv=None) -> int:

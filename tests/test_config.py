@@ -11,8 +11,11 @@ def test_defaults_are_the_coursework_settings():
     cfg = TrainConfig(model="vgg38")
     assert (cfg.dataset, cfg.epochs, cfg.batch_size, cfg.lr, cfg.min_lr) == (
         "fashion_mnist", 100, 100, 1e-3, 2e-5)
-    assert (cfg.optimizer, cfg.schedule, cfg.weight_decay, cfg.dropout) == ("adam", "cosine", 0, 0)
-    assert (cfg.num_filters, cfg.conv, cfg.device, cfg.seed) == (32, "im2col", "cpu", 0)
+    assert (cfg.optimizer, cfg.schedule, cfg.weight_decay) == ("adam", "cosine", 0)
+    assert (cfg.device, cfg.seed) == ("cpu", 0)
+    # model options not given are None: the model's own default applies (vgg38: width 32,
+    # no dropout, im2col), and a given value always reaches the model
+    assert (cfg.width, cfg.dropout, cfg.conv_method, cfg.activation) == (None,) * 4
     assert not (cfg.bn or cfg.residual or cfg.augment or cfg.random_erasing or cfg.resume)
 
 
@@ -27,14 +30,14 @@ def test_every_field_is_documented_and_becomes_an_option():
 
 def test_command_line_round_trip():
     argv = ["vgg38", "--bn", "--residual", "--epochs", "3", "--lr", "0.05", "--subset", "200",
-            "--optimizer", "nesterov", "--schedule", "onecycle", "--conv", "fft",
+            "--optimizer", "nesterov", "--schedule", "onecycle", "--conv-method", "fft",
             "--num-blocks-per-stage", "2", "--activation", "elu", "--random-erasing",
             "--augment", "--out", "runs/x", "--data-dir", "/data", "--weight-decay", "1e-4"]
     cfg = parse_config(argv)
     assert cfg.bn and cfg.residual and cfg.augment and cfg.random_erasing
     assert (cfg.epochs, cfg.lr, cfg.subset, cfg.num_blocks_per_stage) == (3, 0.05, 200, 2)
-    assert (cfg.optimizer, cfg.schedule, cfg.conv, cfg.activation) == ("nesterov", "onecycle",
-                                                                        "fft", "elu")
+    assert (cfg.optimizer, cfg.schedule, cfg.conv_method, cfg.activation) == (
+        "nesterov", "onecycle", "fft", "elu")
     assert parse_config(to_argv(cfg)) == cfg
     assert parse_config(to_argv(TrainConfig(model="vgg08"))) == TrainConfig(model="vgg08")
 
@@ -85,11 +88,12 @@ def test_explicitly_set_and_problems():
 
 # The options and defaults the training issue asks for, spelt as on the command line.
 ISSUE_DEFAULTS = {"--epochs": 100, "--batch-size": 100, "--lr": 1e-3, "--min-lr": 2e-5,
-                  "--optimizer": "adam", "--schedule": "cosine", "--conv": "im2col",
+                  "--optimizer": "adam", "--schedule": "cosine", "--conv-method": None,
                   "--device": "cpu", "--seed": 0}
-ISSUE_FLAGS = ("--bn", "--residual", "--random-erasing", "--augment", "--resume", "--no-progress")
+ISSUE_FLAGS = ("--bn", "--residual", "--random-erasing", "--augment", "--resume", "--no-progress",
+               "--drop-last")
 ISSUE_VALUES = {"--dataset": "cifar100", "--data-dir": "/data", "--weight-decay": 1e-4,
-                "--dropout": 0.2, "--num-filters": 16, "--num-blocks-per-stage": 2,
+                "--dropout": 0.2, "--width": 16, "--num-blocks-per-stage": 2,
                 "--activation": "relu", "--subset": 500, "--out": "runs/x"}
 
 
@@ -108,7 +112,7 @@ def test_every_issue_option_parses_with_its_default():
         assert getattr(parse_config(["vgg38", option, str(value)]), _field(option)) == value
 
 
-@pytest.mark.parametrize("option, valid", [("--conv", ("im2col", "fft", "loops")),
+@pytest.mark.parametrize("option, valid", [("--conv-method", ("im2col", "fft", "loops")),
                                            ("--device", ("cpu", "gpu"))])
 def test_closed_choices(option, valid, capsys):
     for value in valid:
@@ -117,3 +121,35 @@ def test_closed_choices(option, valid, capsys):
         parse_config(["vgg38", option, "winograd"])
     err = capsys.readouterr().err
     assert "invalid choice: 'winograd'" in err and all(v in err for v in valid)
+
+
+@pytest.mark.parametrize("old, new", [("--conv", "--conv-method"), ("--num-filters", "--width")])
+def test_older_spellings_still_parse(old, new):
+    value = "fft" if "conv" in old else "16"
+    assert parse_config(["vgg38", old, value]) == parse_config(["vgg38", new, value])
+
+
+def test_config_json_of_an_older_minidl_is_read():
+    old = {**TrainConfig(model="vgg38").to_dict(), "num_filters": 32, "conv": "im2col",
+           "dropout": 0.0}
+    for key in ("width", "conv_method", "drop_last"):
+        del old[key]
+    # saved at the old defaults (never passed to the model): "not given" now
+    assert TrainConfig.from_dict(old) == TrainConfig(model="vgg38")
+    assert TrainConfig.from_dict({**old, "num_filters": 8}).width == 8
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"lr": float("nan")}, "--lr must be a finite number"),
+    ({"lr": float("inf")}, "--lr must be a finite number"),
+    ({"min_lr": 0.1, "lr": 0.01}, "--min-lr (0.1) must not exceed --lr (0.01)"),
+    ({"weight_decay": float("nan")}, "--weight-decay must be a finite"),
+    ({"val_fraction": float("nan")}, "--val-fraction"),
+    ({"width": 0}, "--width must be >= 1"),
+])
+def test_silently_wrong_numbers_are_problems(options, message):
+    assert any(message in p for p in TrainConfig(model="vgg38", **options).problems())
+
+
+def test_min_lr_above_lr_is_fine_for_a_constant_schedule():
+    assert TrainConfig(model="vgg38", min_lr=0.1, lr=0.01, schedule="constant").problems() == []

@@ -144,7 +144,8 @@ def test_run_writes_every_output(straight_run):
     assert {"model", "optim", "sched", "rng", "epoch", "best_val_acc", "progress"} <= set(latest)
     assert latest["epoch"] == 2 and latest["progress"]["step"] == 0
     assert "2.running_mean" in latest["model"]          # buffers are saved with the parameters
-    assert json.loads(latest["rng"]["dropout"])["4"]["bit_generator"] == "PCG64"
+    # the layers' extra state (Dropout's mask generator) under their dotted names
+    assert json.loads(latest["rng"]["layers"])["4"]["rng"]["bit_generator"] == "PCG64"
     best = load_checkpoint(out / "checkpoints" / "best.npz")
     assert best["epoch"] == summary["best_epoch"]
 
@@ -166,7 +167,7 @@ def test_real_conv_model_end_to_end(data_dir, tmp_path):
     assert main(argv) == 0
     _, rows = _read_csv(out / "grad_flow.csv")
     model = models.build("vgg08", in_channels=1, num_classes=10, bn=True, residual=True,
-                         num_filters=4, num_blocks_per_stage=1)
+                         width=4, num_blocks_per_stage=1)
     expected = [f"{name}.weight" for name, layer in model.named_layers()
                 if isinstance(layer, (L.Conv2d, L.Linear))]
     assert len(expected) > 5  # every conv and the classifier, input to output
@@ -190,15 +191,20 @@ DATA_OPTIONS = {"in_channels": 1, "num_classes": 10, "seed": 3}
 
 @pytest.mark.parametrize("argv, expected, absent", [
     # options left at their defaults are not passed: each model keeps its own defaults
-    (["vgg38"], {}, {"num_filters", "bn", "conv_method", "num_blocks_per_stage", "activation"}),
-    (["vgg38", "--bn", "--num-blocks-per-stage", "2", "--conv", "fft"],
+    (["vgg38"], {}, {"width", "bn", "conv_method", "num_blocks_per_stage", "activation",
+                     "dropout"}),
+    (["vgg38", "--bn", "--num-blocks-per-stage", "2", "--conv-method", "fft"],
      {"bn": True, "num_blocks_per_stage": 2, "conv_method": "fft"}, set()),
+    (["vgg38", "--conv", "fft"], {"conv_method": "fft"}, set()),      # the older spelling
+    # explicit means explicit: a value equal to some default is still passed on
+    (["resnet18", "--width", "32"], {"width": 32}, set()),
+    (["resnet18", "--dropout", "0"], {"dropout": 0.0}, set()),
     # resnet18 keeps its own width (the paper's 64) and BatchNorm unless told otherwise
     (["resnet18"], {}, {"width", "num_filters", "bn"}),
-    (["resnet18", "--num-filters", "16"], {"width": 16}, {"num_filters"}),
+    (["resnet18", "--num-filters", "16"], {"width": 16}, {"num_filters"}),  # older spelling
     (["mobilenet", "--activation", "elu"], {"activation": "elu"}, {"width_mult", "num_filters"}),
     # set explicitly but not an option of lenet5: passed on, so build() can name it
-    (["lenet5", "--num-filters", "8"], {"num_filters": 8}, set()),
+    (["lenet5", "--width", "8"], {"width": 8}, set()),
 ])
 def test_model_options_from_the_command_line(argv, expected, absent):
     cfg = parse_config(argv)
@@ -302,8 +308,8 @@ def test_bad_option_values_are_usage_errors(tiny_model, data_dir, tmp_path, caps
     assert "--epochs must be >= 1" in capsys.readouterr().err
     assert main(_argv(data_dir, tmp_path / "x", "--subset", "100000")) == EXIT_USAGE
     assert "subset" in capsys.readouterr().err
-    assert main(_argv(data_dir, tmp_path / "x", "--num-filters", "8")) == EXIT_USAGE
-    assert "num_filters" in capsys.readouterr().err  # tiny_mlp has no such option
+    assert main(_argv(data_dir, tmp_path / "x", "--width", "8")) == EXIT_USAGE
+    assert "'width'" in capsys.readouterr().err  # tiny_mlp has no such option
 
 
 def test_missing_data_set_says_how_to_get_it(tiny_model, tmp_path, monkeypatch, capsys):

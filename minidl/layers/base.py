@@ -6,11 +6,17 @@ and ``state_dict`` can walk the tree in definition order with dotted names, as i
 """
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 
 import numpy as np
 
 from .. import backend
+from .._shapes import float_input
+
+
+# state_dict entries of PyTorch models that have no minidl counterpart (skipped on load).
+TORCH_ONLY_KEYS = ("num_batches_tracked",)
 
 
 class Parameter:
@@ -100,6 +106,13 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def __call__(self, x):
+        """``forward(x)`` after the one dtype rule: a non-float ``x`` is refused, naming the layer.
+
+        (Weights follow the input's dtype, so an int or uint8 input would silently truncate
+        them; see ``minidl._shapes.float_input``.)
+        """
+        if hasattr(x, "dtype"):  # not an array at all: forward's shape check names that
+            float_input(x, self.describe())
         return self.forward(x)
 
     def describe(self) -> str:
@@ -215,6 +228,14 @@ class Layer:
     def load_state_dict(self, state, strict: bool = True) -> None:
         """Copy arrays into parameters and buffers; shapes must match; keeps device and dtype."""
         targets = self._state_slots()
+        # PyTorch's BatchNorm counts its updates in "num_batches_tracked"; minidl's momentum
+        # never needs the count, so a torch state_dict's counters are skipped with a note.
+        ignored = [k for k in state if k not in targets and k.endswith(TORCH_ONLY_KEYS)]
+        if ignored:
+            warnings.warn(f"{type(self).__name__}.load_state_dict: ignored {len(ignored)} "
+                          f"PyTorch-only entries ({ignored[0]}, ...): minidl does not use them",
+                          stacklevel=2)
+            state = {k: v for k, v in state.items() if k not in ignored}
         missing = [k for k in targets if k not in state]
         unexpected = [k for k in state if k not in targets]
         if strict and (missing or unexpected):
@@ -234,6 +255,34 @@ class Layer:
                 owner._parameters[attr].data = new
             else:
                 owner._buffers[attr] = new
+
+    def extra_state(self):
+        """State of this layer alone that is not an array (e.g. a random generator's), as
+        JSON-ready data; None when there is none (the default). Checkpoints save it."""
+        return None
+
+    def load_extra_state(self, state) -> None:
+        """Restore what ``extra_state`` returned."""
+        raise NotImplementedError(f"{type(self).__name__} has no extra state to load")
+
+    def extra_state_dict(self) -> dict:
+        """``{dotted layer name: extra_state()}`` for every layer in the tree that has some."""
+        states = {}
+        for name, layer in self.named_layers():
+            state = layer.extra_state()
+            if state is not None:
+                states[name] = state
+        return states
+
+    def load_extra_state_dict(self, states: dict) -> None:
+        """Restore ``extra_state_dict()`` output; the layer names must match exactly."""
+        own = {name for name, layer in self.named_layers() if layer.extra_state() is not None}
+        if set(states) != own:
+            raise KeyError(f"{type(self).__name__}.load_extra_state_dict: missing "
+                           f"{sorted(own - set(states))}, unexpected {sorted(set(states) - own)}")
+        layers = dict(self.named_layers())
+        for name, state in states.items():
+            layers[name].load_extra_state(state)
 
     def _state_slots(self):
         """``{dotted name: (owning layer, attribute, "param" | "buffer")}``, state_dict's keys."""

@@ -24,11 +24,10 @@ class Dropout(Layer):
             rng = np.random.default_rng(int(init.default_rng().integers(np.iinfo(np.int64).max)))
         elif not isinstance(rng, np.random.Generator):
             rng = np.random.default_rng(rng)
-        # Masks come from this CPU numpy Generator and are then moved to the input's device,
-        # never from the device RNG: the same seed gives the same masks on CPU and GPU, and a
-        # training script can save ``layer.rng.bit_generator.state`` in a checkpoint and
-        # restore it to resume a run exactly. (It is not an array, so ``to()`` leaves it alone
-        # and ``state_dict`` does not hold it.)
+        # Each forward draws one 64-bit seed from this CPU Generator; the mask is then hashed
+        # from it on the input's device (functional/dropout.py). So CPU and GPU give the same
+        # masks, nothing but the seed crosses to the GPU, and the Generator's state is the
+        # layer's whole random state: ``extra_state`` hands it to checkpoints.
         self.rng = rng
 
     def forward(self, x):
@@ -36,7 +35,8 @@ class Dropout(Layer):
         if not self.training or self.p == 0.0:
             self._cache = (shape, None)
             return x
-        out, mask = dropout_forward(x, self.p, self.rng)
+        seed = int(self.rng.integers(2 ** 64, dtype=np.uint64))
+        out, mask = dropout_forward(x, self.p, seed)
         self._cache = (shape, mask)
         return out
 
@@ -46,6 +46,13 @@ class Dropout(Layer):
         if mask is None:  # the forward pass was the identity
             return dout
         return dropout_backward(dout, mask)
+
+    def extra_state(self) -> dict:
+        """The mask Generator's state (JSON-ready), so a resumed run draws the same masks."""
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -22,24 +22,30 @@ class VGGMLP(NamedSequential):
 
     Children: ``features`` (``entry``, then ``stage0``, ``stage1``, ... each holding ``block0``,
     ``block1``, ... and ``reduction``), ``pool``, ``flatten``, ``dropout`` (if > 0), ``classifier``.
+    ``width`` is every conv's channels (the coursework's ``num_filters``, accepted as an alias:
+    every other model calls its first-stage channels ``width``).
     The defaults are VGG-38: 37 convs + 1 linear, 336,196 parameters for 3 channels and 100
     classes (338,500 with ``bn``); VGG-08 is the same with no processing blocks: 7 convs +
     1 linear, 59,716 parameters.
     """
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 100, num_filters: int = 32,
+    def __init__(self, in_channels: int = 3, num_classes: int = 100, width: int = 32,
                  num_blocks_per_stage: int = 5, num_stages: int = 3, bn: bool = False,
                  residual: bool = False, activation: str = "leaky_relu", dropout: float = 0.0,
-                 conv_method: str = "im2col", seed: int | None = 0, rng=None):
-        check_int("VGGMLP", 1, in_channels=in_channels, num_classes=num_classes,
-                  num_filters=num_filters)
+                 conv_method: str = "im2col", seed: int | None = 0, rng=None,
+                 num_filters: int | None = None):
+        if num_filters is not None:  # the coursework framework's name for the width
+            if width != 32 and width != num_filters:
+                raise ValueError(f"VGGMLP: width={width} and num_filters={num_filters} name "
+                                 "the same option; give one")
+            width = num_filters
+        check_int("VGGMLP", 1, in_channels=in_channels, num_classes=num_classes, width=width)
         check_int("VGGMLP", 0, num_blocks_per_stage=num_blocks_per_stage, num_stages=num_stages)
         check_probability("VGGMLP", dropout=dropout)
         super().__init__()
         rng = make_rng(seed, rng)
-        self._summary = (f"num_filters={num_filters}, num_blocks_per_stage={num_blocks_per_stage}, "
+        self._summary = (f"width={width}, num_blocks_per_stage={num_blocks_per_stage}, "
                          f"num_stages={num_stages}, bn={bn}, residual={residual}")
-        width = num_filters
         act = activation_factory(activation)
 
         def conv(bias, c_in=width):

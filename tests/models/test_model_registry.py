@@ -33,13 +33,23 @@ def test_unknown_option_is_named_with_the_valid_ones():
         models.build("vgg38", residul=True)
     message = str(err.value)
     assert "'residul'" in message and "vgg38" in message
-    for valid in ("residual", "bn", "num_filters", "num_blocks_per_stage", "conv_method", "seed"):
+    for valid in ("residual", "bn", "width", "num_blocks_per_stage", "conv_method", "seed"):
         assert valid in message
 
 
 def test_an_option_of_another_model_is_rejected():
     with pytest.raises(ValueError, match="'num_filters'.*width"):
         models.build("resnet18", num_filters=8)
+
+
+def test_width_is_one_name_with_the_coursework_alias():
+    a = models.build("vgg08", width=4, in_channels=1, num_classes=10).state_dict()
+    b = models.build("vgg08", num_filters=4, in_channels=1, num_classes=10).state_dict()
+    assert a.keys() == b.keys() and a["features.entry.conv.weight"].shape[0] == 4
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    for name in ("vgg08", "vgg38", "resnet18", "vgg11", "vgg16", "sfnet"):
+        assert "width" in models.options(name), name
 
 
 def test_options_come_from_the_builder_signature():
@@ -55,8 +65,12 @@ def test_options_come_from_the_builder_signature():
 
 
 def test_bad_option_values_raise_valueerror_naming_the_model():
-    with pytest.raises(ValueError, match="VGGMLP.*num_filters"):
+    with pytest.raises(ValueError, match="VGGMLP: width"):
         models.build("vgg38", num_filters=0)
+    with pytest.raises(ValueError, match="VGGMLP: width"):
+        models.build("vgg38", width=0)
+    with pytest.raises(ValueError, match="width=8 and num_filters=4 name the same option"):
+        models.build("vgg38", width=8, num_filters=4)
     with pytest.raises(ValueError, match="dropout"):
         models.build("lenet5", dropout=1.5)
     with pytest.raises(ValueError, match="unknown activation 'nope'"):
