@@ -8,7 +8,7 @@ several times slower in NumPy, because it cannot be vectorised without branches.
 The caches keep the OUTPUT wherever the derivative can be read from it (ReLU, LeakyReLU with a
 slope >= 0, ELU, sigmoid, tanh), as PyTorch does: the next layer usually keeps that array
 anyway (a conv keeps its input), so the cache costs no extra memory. With numba installed
-(``pip install -e ".[fast]"``) ReLU, LeakyReLU and ELU run as compiled parallel loops from
+(``pip install -e ".[fast]"``) LeakyReLU and ReLU's backward run as compiled parallel loops from
 ``minidl.kernels.activations``, tested against the NumPy code below.
 """
 from __future__ import annotations
@@ -66,11 +66,7 @@ def sigmoid(x):
 def relu_forward(x):
     """max(x, 0) (Nair & Hinton, 2010). x: any shape -> out: same shape."""
     x = float_input(x, "relu_forward")
-    k = _compiled(x)
-    if k:
-        out = k.relu_forward(x)
-    else:
-        out = backend.get_array_module(x).maximum(x, 0)
+    out = backend.get_array_module(x).maximum(x, 0)  # one pass: nothing for a kernel to save
     return out, ActivationCache(out)
 
 
@@ -130,15 +126,11 @@ def elu_forward(x, alpha=1.0):
     x = float_input(x, "elu_forward")
     xp = backend.get_array_module(x)
     alpha = float(alpha)  # keep float32 inputs float32 (see leaky_relu_forward)
-    k = _compiled(x)
-    if k:
-        out = k.elu_forward(x, alpha)
-    else:
-        # max(x, 0) + alpha * expm1(min(x, 0)): one branch is always 0. expm1 is accurate
-        # near 0, and min(x, 0) keeps exp from overflowing on the unused branch.
-        out = xp.expm1(xp.minimum(x, 0))
-        out *= alpha
-        out += xp.maximum(x, 0)
+    # max(x, 0) + alpha * expm1(min(x, 0)): one branch is always 0. expm1 is accurate near 0,
+    # and min(x, 0) keeps exp from overflowing on the unused branch.
+    out = xp.expm1(xp.minimum(x, 0))
+    out *= alpha
+    out += xp.maximum(x, 0)
     return out, ActivationCache(out, alpha)
 
 
@@ -148,9 +140,6 @@ def elu_backward(dout, cache):
     Both at once: ``min(out, 0) + alpha + (1 - alpha) * [x > 0]``.
     """
     out, alpha = cache
-    k = _compiled(dout, out)
-    if k:
-        return k.elu_backward(dout, out, alpha)
     xp = backend.get_array_module(out)
     factor = _positive(out)
     factor *= 1 - alpha

@@ -1,31 +1,25 @@
-"""Compiled parallel activations (numba): ReLU, LeakyReLU and ELU, forward and backward.
+"""Compiled parallel activations (numba): ReLU and LeakyReLU, forward and backward.
 
 Same maths as ``minidl.functional.activations`` (the reference these are tested against), as
 one pass over the data split across cores: NumPy needs two or three passes and a temporary
-for each of these. Arrays are taken flat (a copy is made only for a non-contiguous input);
+for each of these (ReLU's forward, ``np.maximum(x, 0)``, is one pass already and stays NumPy;
+its backward is LeakyReLU's with slope 0). Two kernels, so the first use compiles four
+signatures in all; ELU, sigmoid, tanh and Swish stay NumPy (not in the
+coursework networks' hot path, and each kernel costs compile time). Arrays are taken flat (a copy is made only for a non-contiguous input);
 scalars are cast to the array's dtype so each kernel compiles once per dtype (float32 for
 training, float64 for gradient checks), and ``cache=True`` keeps the compiled code on disk.
 """
 from __future__ import annotations
-
-import math
 
 import numba
 import numpy as np
 
 
 @numba.njit(parallel=True, cache=True)
-def _relu(x, out):
-    for i in numba.prange(x.size):
-        v = x[i]
-        out[i] = 0 if v <= 0 else v  # NaN is not <= 0: it passes through, as in np.maximum
-
-
-@numba.njit(parallel=True, cache=True)
 def _leaky_relu(x, slope, out):
     for i in numba.prange(x.size):
         v = x[i]
-        out[i] = v * slope if v <= 0 else v
+        out[i] = v * slope if v <= 0 else v  # NaN is not <= 0: it passes, as in np.maximum
 
 
 @numba.njit(parallel=True, cache=True)
@@ -33,20 +27,6 @@ def _leaky_relu_grad(dout, saved, slope, dx):
     for i in numba.prange(dout.size):
         d = dout[i]
         dx[i] = d if saved[i] > 0 else d * slope
-
-
-@numba.njit(parallel=True, cache=True)
-def _elu(x, alpha, out):
-    for i in numba.prange(x.size):
-        v = x[i]
-        out[i] = alpha * math.expm1(v) if v <= 0 else v
-
-
-@numba.njit(parallel=True, cache=True)
-def _elu_grad(dout, out, alpha, dx):
-    for i in numba.prange(dout.size):
-        o = out[i]
-        dx[i] = dout[i] if o > 0 else dout[i] * (o + alpha)
 
 
 def _flat(a):
@@ -61,11 +41,6 @@ def _elementwise(kernel, like, *args):
     return out
 
 
-def relu_forward(x):
-    """max(x, 0); x: any shape, float32/float64 -> same shape and dtype."""
-    return _elementwise(_relu, x, _flat(x))
-
-
 def leaky_relu_forward(x, slope: float):
     """x for x > 0, ``slope * x`` otherwise."""
     return _elementwise(_leaky_relu, x, _flat(x), x.dtype.type(slope))
@@ -76,13 +51,3 @@ def leaky_relu_backward(dout, saved, slope: float):
     slope 0 is ReLU's backward."""
     return _elementwise(_leaky_relu_grad, dout, _flat(dout), _flat(saved),
                         dout.dtype.type(slope))
-
-
-def elu_forward(x, alpha: float):
-    """x for x > 0, ``alpha * expm1(x)`` otherwise."""
-    return _elementwise(_elu, x, _flat(x), x.dtype.type(alpha))
-
-
-def elu_backward(dout, out, alpha: float):
-    """dout where out > 0, ``dout * (out + alpha)`` otherwise."""
-    return _elementwise(_elu_grad, dout, _flat(dout), _flat(out), dout.dtype.type(alpha))
