@@ -48,6 +48,10 @@ def test_notebook_executes(path):
     nb = nbformat.read(path, as_version=4)
     env = dict(os.environ)
     env.setdefault("MINIDL_NOTEBOOK_SIZE", "ci")
+    # pytest -n 2 runs two kernels at once: one thread each, or small GEMMs (and numba's
+    # parallel kernels) oversubscribe the cores and slow down many times (`make test` sets these).
+    for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        env.setdefault(threads, "1")
     deadline = time.monotonic() + NOTEBOOK_TIMEOUT_S
     current = {}
 
