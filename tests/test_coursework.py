@@ -1,22 +1,25 @@
-"""The MLP coursework 2 ladder (``coursework/mlp_cw2.py``): specs that parse, and list/run/table
-end to end on a fake Fashion-MNIST with 2-filter networks (each run well under a second)."""
+"""python -m coursework: every study's runs parse with the train CLI, and every study runs end
+to end at its --quick size on a fake Fashion-MNIST, then reports (table, plots, measurements)."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from coursework import mlp_cw2
+from coursework import mlp_cw2, runner, studies
+from coursework.__main__ import main
+from coursework.report import BEGIN, END, write_readme
+from coursework.study import Run, Study
 from minidl import models
-from minidl.config import TrainConfig, build_parser
+from minidl.config import TrainConfig, parse_config
 from minidl.data import write_idx
-from minidl.train import EXIT_USAGE, model_options
+from minidl.train import EXIT_OK, EXIT_USAGE, model_options
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-N_TRAIN, N_TEST, N_CLASSES = 60, 20, 10
-RUN_NAMES = ["vgg08", "vgg38-bn-res-re-l2-drop"]  # the shallow net and every option at once
+N_TRAIN, N_TEST, N_CLASSES = 120, 40, 10
+ISSUE_STUDIES = ("resnet18-width", "resnet18-weight-decay", "resnet18-activation",
+                 "resnet18-optimiser", "filters", "vgg-a-bn", "bn-landscape", "sparsity", "cw2")
 
 
 @pytest.fixture(scope="module")
@@ -32,128 +35,160 @@ def data_dir(tmp_path_factory):
     return root
 
 
-def _run_args(data_dir, out_root, *names, epochs=1):
-    return ["run", *names, "--dataset", "fashion_mnist", "--data-dir", str(data_dir),
-            "--out-root", str(out_root), "--subset", "40", "--epochs", str(epochs),
-            "--extra=--num-filters 2 --num-blocks-per-stage 1 --no-progress"]
+def quick_args(data_dir, out_root):
+    return ["--quick", "--dataset", "fashion_mnist", "--data-dir", str(data_dir),
+            "--out-root", str(out_root)]
 
 
-# ---------------------------------------------------------------------- the specs
-@pytest.mark.parametrize("exp", mlp_cw2.LADDER, ids=lambda e: e.name)
-def test_every_rung_parses_with_the_train_cli(exp):
-    argv = mlp_cw2.train_argv(exp, "runs/x")
-    args = build_parser(models.available()).parse_args(argv)  # SystemExit on an unknown option
-    cfg = TrainConfig(**vars(args))
-    assert cfg.problems() == []
-    # the report's settings (section 5)
-    assert (cfg.dataset, cfg.val_fraction, cfg.batch_size, cfg.seed, cfg.epochs) == (
-        "cifar100", 0.05, 100, 0, 100)
-    assert (cfg.optimizer, cfg.lr, cfg.schedule, cfg.min_lr) == ("adam", 1e-3, "cosine", 2e-5)
-    # every model option the rung sets is one its model takes
-    options = model_options(cfg, models.options(cfg.model), {})
-    assert set(options) <= set(models.options(cfg.model))
+# ---------------------------------------------------------------------- the studies as data
+def test_list_names_every_study_of_the_issue():
+    out = subprocess.run([sys.executable, "-m", "coursework", "list"], capture_output=True,
+                         text=True, check=True).stdout
+    assert [line.split()[0] for line in out.splitlines()] == list(ISSUE_STUDIES)
 
 
-def test_the_ladder_adds_one_change_per_rung():
-    cfgs = {e.name: TrainConfig(**vars(build_parser().parse_args(mlp_cw2.train_argv(e, "o"))))
-            for e in mlp_cw2.LADDER}
-    assert cfgs["vgg08"].model == "vgg08" and not cfgs["vgg38"].bn and not cfgs["vgg38"].residual
-    assert cfgs["vgg38-bn"].bn and not cfgs["vgg38-bn"].residual
-    assert cfgs["vgg38-res"].residual and not cfgs["vgg38-res"].bn
-    base = cfgs["vgg38-bn-res"]
-    assert base.bn and base.residual and not base.random_erasing and base.weight_decay == 0
-    assert cfgs["vgg38-bn-res-re"].random_erasing
-    assert cfgs["vgg38-bn-res-re-l2"].weight_decay == 1e-3  # section 5.3: p = 0.001
-    drop = cfgs["vgg38-bn-res-re-l2-drop"]
-    assert drop.dropout == 0.5 and drop.weight_decay == 1e-3 and drop.random_erasing
-    reported = {e.name: (e.report_val, e.report_test) for e in mlp_cw2.LADDER}
-    assert reported["vgg38-bn-res"] == (0.6212, 0.6112)
-    assert reported["vgg38-bn-res-re-l2"] == (0.6589, 0.6541)
+ALL_RUNS = [(s, r) for s in studies.STUDIES.values() for r in s.runs]
 
 
-def test_overrides_replace_the_report_settings():
-    exp = mlp_cw2.EXPERIMENTS["vgg38-bn-res"]
-    argv = mlp_cw2.train_argv(exp, "o", dataset="fashion_mnist", epochs=3, subset=50,
-                              device="gpu", extra=["--num-filters", "4"])
-    assert argv.count("--dataset") == 1 and argv.count("--epochs") == 1
-    cfg = TrainConfig(**vars(build_parser().parse_args(argv)))
-    assert (cfg.dataset, cfg.epochs, cfg.subset, cfg.device, cfg.num_filters, cfg.out) == (
-        "fashion_mnist", 3, 50, "gpu", 4, "o")
+@pytest.mark.parametrize("study,run", ALL_RUNS, ids=[f"{s.name}/{r.name}" for s, r in ALL_RUNS])
+def test_every_run_parses_with_the_train_cli(study, run):
+    for quick in (False, True):
+        cfg = parse_config(study.train_argv(run, quick) + ["--out", "o"])
+        assert cfg.problems() == []
+        options = model_options(cfg, models.options(cfg.model), {})
+        assert set(options) <= set(models.options(cfg.model))
+    full = parse_config(study.train_argv(run))
+    assert full.subset is None and full.epochs >= 20  # the full setting is the document's
 
 
-def test_list_prints_every_command(capsys):
-    assert mlp_cw2.main(["list"]) == 0
-    out = capsys.readouterr().out
-    commands = [line for line in out.splitlines() if line.startswith("python -m minidl.train ")]
-    assert len(commands) == len(mlp_cw2.LADDER)
-    for exp, command in zip(mlp_cw2.LADDER, commands):
-        assert f"# {exp.name}:" in out
-        assert command.endswith(f"--out runs/mlp_cw2-cifar100/{exp.name}")
-    assert "val 0.6212, test 0.6112" in out
+def test_runs_differ_in_what_the_study_varies():
+    width = studies.get("resnet18-width")
+    cfgs = [parse_config(width.train_argv(r)) for r in width.runs]
+    assert [c.num_filters for c in cfgs] == [16, 32, 64, 128]
+    assert [parse_config(width.train_argv(r, quick=True)).num_filters for r in width.runs] == \
+        [1, 2, 4, 8]
+    wd = studies.get("resnet18-weight-decay")
+    assert [parse_config(wd.train_argv(r)).weight_decay for r in wd.runs] == [0, 1e-4, 5e-4, 1e-3]
+    opt = studies.get("resnet18-optimiser")
+    assert [parse_config(opt.train_argv(r)).optimizer for r in opt.runs] == \
+        ["sgd", "momentum", "adagrad", "adam"]
+    land = studies.get("bn-landscape")
+    assert sorted({(c.bn, c.lr) for c in (parse_config(land.train_argv(r)) for r in land.runs)}) \
+        == sorted((bn, lr) for bn in (False, True) for lr in (2e-3, 1e-3, 5e-4, 1e-4))
+    cw2 = studies.get("cw2")
+    assert [r.name for r in cw2.runs] == [e for e in (
+        "vgg08", "vgg38", "vgg38-bn", "vgg38-res", "vgg38-bn-res", "vgg38-bn-res-re",
+        "vgg38-bn-res-re-l2", "vgg38-bn-res-re-l2-drop")]
+    assert parse_config(cw2.train_argv(cw2.run("vgg38-bn-res-re-l2"))).weight_decay == 1e-3
 
 
-def test_unknown_experiment_is_a_usage_error(capsys):
-    assert mlp_cw2.main(["run", "vgg99"]) == EXIT_USAGE
-    err = capsys.readouterr().err
-    assert "vgg99" in err and "vgg38-bn-res" in err
+def test_report_figures_are_the_documents():
+    assert studies.get("resnet18-width").run("width-128").report == {
+        "test_acc": 0.927155, "test_loss": 0.2672, "train_seconds": 1984}
+    assert studies.get("vgg-a-bn").run("vgg-a-bn").report["val_acc"] == 0.8312
+    assert studies.get("sparsity").run("dessilbi").report["pruned_conv_fc_acc"] == 0.9253
+    assert studies.get("cw2").run("vgg38-bn-res").report == {"val_acc": 0.6212, "test_acc": 0.6112}
 
 
-def test_table_without_runs_says_so(tmp_path, capsys):
-    assert mlp_cw2.main(["table", "--out-root", str(tmp_path)]) == 1
-    assert "no runs" in capsys.readouterr().err
-    assert not (tmp_path / "summary.md").exists()
+def test_narrow_divides_every_width():
+    argv = ["resnet18", "--num-filters", "64", "--lr", "0.1", "--num-filters", "6"]
+    assert runner.narrowed(argv, 4) == ["resnet18", "--num-filters", "16", "--lr", "0.1",
+                                        "--num-filters", "1"]
 
 
-# ---------------------------------------------------------------------- end to end
-def test_run_table_skip_and_resume(data_dir, tmp_path, capsys):
-    root = tmp_path / "runs"
-    assert mlp_cw2.main(_run_args(data_dir, root, *RUN_NAMES)) == 0
-    for name in RUN_NAMES:
-        summary = json.loads((root / name / "test_summary.json").read_text())
-        assert summary["epochs"] == 1 and summary["dataset"] == "fashion_mnist"
-    config = json.loads((root / RUN_NAMES[1] / "config.json").read_text())
-    assert (config["dropout"], config["weight_decay"], config["random_erasing"]) == (0.5, 1e-3, True)
+def test_bad_study_definitions_are_refused():
+    with pytest.raises(ValueError, match="kind"):
+        Run("r", ("lenet5",), "x", kind="sweep")
+    with pytest.raises(ValueError, match="after-step"):
+        Run("r", ("lenet5",), "x", after=("plot",))
+    with pytest.raises(ValueError, match="repeat"):
+        Study("s", "t", "src", (Run("r", ("lenet5",), "x"), Run("r", ("lenet5",), "y")))
+
+
+# ---------------------------------------------------------------------- every study, --quick
+@pytest.mark.parametrize("name", ISSUE_STUDIES)
+def test_quick_study_runs_and_reports(name, data_dir, tmp_path, capsys):
+    study = studies.get(name)
+    out_root, results = tmp_path / "runs", tmp_path / "results"
+    assert main(["run", name, *quick_args(data_dir, out_root)]) == EXIT_OK
+    assert main(["report", name, "--out-root", str(out_root), "--results", str(results)]) == EXIT_OK
+    readme = (results / "README.md").read_text()
+    summary = json.loads((results / "summary.json").read_text())
+    assert set(summary) == {r.name for r in study.runs}
+    for run in study.runs:
+        folder = out_root / name / run.name
+        record = json.loads((folder / runner.DONE_FILE).read_text())
+        assert TrainConfig.from_dict(record["config"]).subset == 50
+        if run.kind == "landscape":
+            rows = (folder / "landscape.csv").read_text().splitlines()
+            assert len(rows) == 1 + 1  # header + 50 images / batch 50
+            continue
+        assert f"| {run.name} ({run.label})" in readme
+        assert (results / f"{run.name}-metrics.csv").is_file()
+        if "filters" in run.after:
+            assert np.load(folder / "filters.npy").shape == (2, 1, 3, 3)  # quick width 2
+            assert (results / f"{run.name}-filters.png").read_bytes()[:8] == PNG_MAGIC
+        if "prune" in run.after:
+            pruning = json.loads((folder / "pruning.json").read_text())
+            assert pruning["layers"] == {"features.conv3": pytest.approx(0.8, abs=1e-3),
+                                         "classifier.fc1": pytest.approx(0.8, abs=1e-3)}
+            assert 0 <= pruning["pruned_conv_fc_acc"] <= 1
+    pngs = [p for p in results.glob("*.png")]
+    assert pngs and all(p.read_bytes()[:8] == PNG_MAGIC for p in pngs)
+    if name == "bn-landscape":
+        assert {p.name for p in pngs} == {"loss_landscape.png", "gradient_predictiveness.png",
+                                          "beta_smoothness.png"}
+    # a second run finds every run finished and trains nothing
     capsys.readouterr()
-
-    assert mlp_cw2.main(["table", "--out-root", str(root)]) == 0
-    printed = capsys.readouterr().out
-    text = (root / "summary.md").read_text()
-    rows = [line for line in text.splitlines() if line.startswith("| vgg")]
-    assert [row.split("|")[1].strip() for row in rows] == RUN_NAMES
-    assert "| vgg08 | fashion_mnist | 1 |" in text and "0.4848" in text and "0.6524" in text
-    assert rows[0] in printed
-    assert "Not run yet: vgg38, vgg38-bn," in text
-    png = root / "val_accuracy.png"
-    assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 1000
-
-    # a second run skips both finished runs: nothing is rewritten
-    before = {n: (root / n / "metrics.csv").stat().st_mtime_ns for n in RUN_NAMES}
-    assert mlp_cw2.main(_run_args(data_dir, root, *RUN_NAMES)) == 0
-    out = capsys.readouterr().out
-    assert out.count("skipped") == 2 and "python -m minidl.train" not in out
-    assert {n: (root / n / "metrics.csv").stat().st_mtime_ns for n in RUN_NAMES} == before
-
-    # more epochs: the finished run is resumed from its checkpoint, not restarted
-    assert mlp_cw2.main(_run_args(data_dir, root, "vgg08", epochs=2)) == 0
-    out = capsys.readouterr().out
-    assert "--resume" in out and "resuming" in out
-    assert json.loads((root / "vgg08" / "test_summary.json").read_text())["epochs"] == 2
-    assert mlp_cw2.main(["table", "--out-root", str(root)]) == 0
-    assert "| vgg08 | fashion_mnist | 2 |" in (root / "summary.md").read_text()
+    assert main(["run", name, *quick_args(data_dir, out_root)]) == EXIT_OK
+    assert capsys.readouterr().out.count("skipped") == len(study.runs)
 
 
-def test_changed_configuration_is_refused_not_skipped(data_dir, tmp_path, capsys):
-    root = tmp_path / "runs"
-    assert mlp_cw2.main(_run_args(data_dir, root, "vgg08")) == 0
-    args = _run_args(data_dir, root, "vgg08")
-    args[-1] = "--extra=--num-filters 3 --no-progress"
-    assert mlp_cw2.main(args) == EXIT_USAGE
-    assert "--num-filters: 2 in config.json, 3 now" in capsys.readouterr().err
+def test_an_interrupted_run_resumes_and_a_longer_one_continues(data_dir, tmp_path, capsys):
+    args = ["run", "vgg-a-bn", "vgg-a", *quick_args(data_dir, tmp_path)]
+    assert main(args) == EXIT_OK
+    folder = tmp_path / "vgg-a-bn" / "vgg-a"
+    (folder / runner.DONE_FILE).unlink()  # as if stopped before the end
+    capsys.readouterr()
+    assert main(args) == EXIT_OK
+    assert "--resume" in capsys.readouterr().out
+    assert main(args + ["--epochs", "2"]) == EXIT_OK  # extends: one more epoch, resumed
+    assert len((folder / "metrics.csv").read_text().splitlines()) == 1 + 2
 
 
-def test_module_entry_point_lists_the_ladder():
-    root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-m", "coursework.mlp_cw2", "list", "vgg08"],
-                          cwd=root, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("# vgg08:") and "python -m minidl.train vgg08" in done.stdout
+def test_unknown_names_are_usage_errors(capsys):
+    assert main(["run", "resnet19"]) == EXIT_USAGE
+    assert "unknown study 'resnet19'; choose from resnet18-width" in capsys.readouterr().err
+    assert main(["list", "vgg-a-bn", "vgg-b"]) == EXIT_USAGE
+    assert "has no run 'vgg-b'; its runs: vgg-a, vgg-a-bn" in capsys.readouterr().err
+    assert main(["report", "cw2", "--out-root", "/nonexistent"]) == 1
+    assert "no runs of cw2" in capsys.readouterr().err
+
+
+def test_old_mlp_cw2_command_still_works(capsys):
+    assert mlp_cw2.main(["list", "vgg08"]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert "python -m coursework list cw2" in captured.err
+    assert "python -m minidl.train vgg08 --dataset cifar100" in captured.out
+
+
+def test_readme_keeps_the_written_comparison(tmp_path):
+    path = tmp_path / "README.md"
+    write_readme(path, "T", "table 1")
+    path.write_text(path.read_text() + "\n## Comparison\nours vs theirs\n")
+    write_readme(path, "T", "table 2")
+    text = path.read_text()
+    assert "table 2" in text and "table 1" not in text and text.endswith("ours vs theirs\n")
+    assert text.count(BEGIN) == text.count(END) == 1
+
+
+def test_a_ray_task_without_the_shared_folder_sends_the_small_files_back(data_dir, tmp_path):
+    """The path a task on another machine takes: train in scratch, return files, no checkpoints."""
+    study = studies.get("vgg-a-bn")
+    (item,) = runner.plan(study, tmp_path / "nowhere", ["vgg-a"], quick=True,
+                          overrides=["--dataset", "fashion_mnist", "--data-dir", str(data_dir)])
+    code, files = runner.ray_task(item, study.measure)
+    assert code == EXIT_OK and not item.folder.exists()
+    assert {"metrics.csv", "config.json", "test_summary.json", runner.DONE_FILE} <= set(files)
+    assert not any(name.startswith("checkpoints") for name in files)
+    assert json.loads(files["config.json"])["out"] == str(item.folder)

@@ -1,0 +1,63 @@
+"""A --quick study sent through a local Ray instance (loopback only) gives the serial results."""
+import json
+
+import numpy as np
+import pytest
+
+from coursework import runner, studies
+from coursework.__main__ import main
+from minidl.data import write_idx
+from minidl.metrics import METRIC_COLUMNS, CSVLog
+from minidl.train import EXIT_OK
+
+ray = pytest.importorskip("ray")
+STUDY = "vgg-a-bn"  # two independent runs: two tasks at once
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """Fashion-MNIST's four IDX gz files holding random 28x28 images and labels."""
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 120), ("t10k", 40)):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz",
+                  rng.integers(0, 256, size=(n, 28, 28)).astype(np.uint8))
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz",
+                  rng.integers(0, 10, size=n).astype(np.uint8))
+    return tmp_path
+
+
+def quick_args(data_dir, out_root):
+    return ["--quick", "--dataset", "fashion_mnist", "--data-dir", str(data_dir),
+            "--out-root", str(out_root)]
+
+
+@pytest.fixture
+def local_ray():
+    """A fresh Ray on this machine: 2 CPUs, no dashboard, stopped afterwards."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"OPENBLAS_NUM_THREADS": "1"}})
+    yield
+    ray.shutdown()
+
+
+def _results(out_root):
+    """Per run: the metrics without timings, and the test summary without timings."""
+    found = {}
+    for run in studies.get(STUDY).runs:
+        folder = out_root / STUDY / run.name
+        rows = CSVLog(folder / "metrics.csv", METRIC_COLUMNS).read()
+        summary = json.loads((folder / "test_summary.json").read_text())
+        found[run.name] = ([{k: v for k, v in r.items() if k != "seconds"} for r in rows],
+                           {k: v for k, v in summary.items() if k not in ("train_seconds",)})
+    return found
+
+
+def test_ray_study_equals_the_serial_one(data_dir, tmp_path, local_ray):
+    serial, distributed = tmp_path / "serial", tmp_path / "ray"
+    assert main(["run", STUDY, *quick_args(data_dir, serial)]) == EXIT_OK
+    assert main(["run", STUDY, *quick_args(data_dir, distributed), "--ray", "local"]) == EXIT_OK
+    assert _results(distributed) == _results(serial)
+    for run in studies.get(STUDY).runs:
+        assert (distributed / STUDY / run.name / runner.DONE_FILE).is_file()
+    # finished runs are not sent again
+    assert main(["run", STUDY, *quick_args(data_dir, distributed), "--ray", "local"]) == EXIT_OK
