@@ -45,7 +45,10 @@ class _BatchNorm(Layer):
         if count < 2:
             # The unbiased variance divides by count - 1; PyTorch refuses this case too.
             raise ValueError(f"{self!r}: training needs more than 1 value per channel, "
-                             f"got input of shape {tuple(x.shape)}")
+                             f"got input of shape {tuple(x.shape)}: batch statistics of one "
+                             "value are undefined; train on batches of 2 or more examples "
+                             "(e.g. drop a last batch of 1), or call .eval() to use the "
+                             "running statistics")
         out, cache = F.batchnorm_forward(x, self.weight.data, self.bias.data, self.eps)
         self._cache = cache
         m, buf_dtype = self.momentum, self.running_mean.dtype

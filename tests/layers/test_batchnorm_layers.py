@@ -161,9 +161,19 @@ def test_errors(cls, shape):
     with pytest.raises(ValueError, match=rf"{name}.*expected {shape[1]} input channels"):
         layer(np.zeros(bad_channels))
     single = (1, shape[1]) + (1,) * (len(shape) - 2)
-    with pytest.raises(ValueError, match=f"{name}.*more than 1 value per channel"):
+    with pytest.raises(ValueError, match=f"{name}.*more than 1 value per channel.*"
+                                         r"batches of 2 or more.*\.eval\(\)"):
         layer(np.zeros(single))
     layer.eval()(np.zeros(single))  # a single sample is fine with running statistics
+    with pytest.raises(TypeError, match=f"{name}.*floating-point array"):
+        layer(np.zeros(shape, dtype=np.int64))
+
+
+def test_one_image_has_enough_values_per_channel(rng):
+    # BatchNorm2d's statistics run over N*H*W: a batch of one 2x2 image has 4 values each.
+    layer = L.BatchNorm2d(3)
+    out = layer(_input((1, 3, 2, 2), rng))
+    np.testing.assert_allclose(out.mean(axis=(0, 2, 3)), 0, atol=1e-12)
 
 
 @pytest.mark.parametrize("kwargs,match", [({"num_features": 0}, "num_features"),
