@@ -31,6 +31,7 @@ LABELS = {"test_acc": "test acc", "test_loss": "test loss", "train_seconds": "tr
           "pruned_conv_fc_acc": "pruned conv + fc: test acc",
           "conv_zero_filters": "conv filters all zero"}
 PERCENT = {"test_acc", "val_acc", "final_val_acc", "pruned_conv_acc", "pruned_conv_fc_acc"}
+SECONDS = {"train_seconds", "seconds_per_epoch"}
 
 
 def _json(path: Path) -> dict:
@@ -84,6 +85,8 @@ def _cell(key: str, value) -> str:
         return f"{100 * value:.2f}%"
     if isinstance(value, int):
         return str(value)
+    if key in SECONDS:
+        return f"{value:.1f}"
     return f"{value:.4f}" if abs(value) < 10 else f"{value:.0f}"
 
 
