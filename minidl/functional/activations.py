@@ -43,8 +43,10 @@ def _compiled(*arrays):
 
 
 def _positive(a):
-    """1 where ``a > 0``, else 0, in ``a``'s float dtype (a factor to multiply with)."""
-    return (a > 0).astype(a.dtype)
+    """1 where ``a > 0``, else 0, in ``a``'s float dtype (a factor to multiply with); the
+    comparison writes straight into the float array, with no boolean temporary."""
+    xp = backend.get_array_module(a)
+    return xp.greater(a, 0, out=xp.empty_like(a))
 
 
 def sigmoid(x):
