@@ -29,7 +29,7 @@ LABELS = {"test_acc": "test acc", "test_loss": "test loss", "train_seconds": "tr
           "final_val_acc": "final val acc", "train_loss": "final train loss",
           "pruned_conv_acc": "pruned conv: test acc",
           "pruned_conv_fc_acc": "pruned conv + fc: test acc",
-          "conv_zero_filters": "conv filters all zero"}
+          "gamma_zero_filters": "conv filters with Gamma = 0"}
 PERCENT = {"test_acc", "val_acc", "final_val_acc", "pruned_conv_acc", "pruned_conv_fc_acc"}
 SECONDS = {"train_seconds", "seconds_per_epoch"}
 
@@ -65,16 +65,16 @@ def collect(study: Study, out_root) -> list[dict]:
                 "final_val_acc": rows[-1]["val_acc"], "train_loss": rows[-1]["train_loss"]})
         if pruning:
             metrics.update({k: pruning[k] for k in ("pruned_conv_acc", "pruned_conv_fc_acc")})
-        conv_path = folder / "conv_weight.npy"
-        if conv_path.is_file():
-            w = np.load(conv_path)
-            norms = np.linalg.norm(w.reshape(len(w), -1), axis=1)
-            metrics["conv_zero_filters"] = int(np.sum(norms <= 1e-3 * norms.max()))
+        conv_path, gamma_path = folder / "conv_weight.npy", folder / "conv_gamma.npy"
+        gamma = np.load(gamma_path) if gamma_path.is_file() else None
+        if gamma is not None:  # DessiLBI's structural sparsity: filters whose Gamma is zero
+            metrics["gamma_zero_filters"] = int(np.sum(~gamma.reshape(len(gamma), -1).any(axis=1)))
         found.append({"run": run, "folder": folder, "rows": rows, "metrics": metrics,
                       "landscape": landscape, "config": _json(folder / "config.json"),
                       "filters": np.load(folder / "filters.npy")
                       if (folder / "filters.npy").is_file() else None,
-                      "conv_weight": np.load(conv_path) if conv_path.is_file() else None})
+                      "conv_weight": np.load(conv_path) if conv_path.is_file() else None,
+                      "conv_gamma": gamma})
     return found
 
 
@@ -134,13 +134,15 @@ def plot_filters(weight, path, title) -> Path:
 
 
 def plot_weight_magnitude(found, path) -> Path:
-    """|W| of the pruned conv layer, one image per run: a row per filter, a column per weight."""
-    runs = [r for r in found if r["conv_weight"] is not None]
-    fig = Figure(figsize=(6 * len(runs), 5))
-    for ax, r in zip(np.atleast_1d(fig.subplots(1, len(runs))), runs):
-        w = np.abs(r["conv_weight"]).reshape(len(r["conv_weight"]), -1)
+    """|W| of the pruned conv layer per run (and DessiLBI's |Gamma|): a row per filter."""
+    panels = [(r["run"].label, name, r[key]) for r in found
+              for key, name in (("conv_weight", "W"), ("conv_gamma", "Gamma"))
+              if r[key] is not None]
+    fig = Figure(figsize=(6 * len(panels), 5))
+    for ax, (label, name, weight) in zip(np.atleast_1d(fig.subplots(1, len(panels))), panels):
+        w = np.abs(weight).reshape(len(weight), -1)
         shown = ax.imshow(w, aspect="auto", cmap="magma", interpolation="nearest")
-        ax.set_title(f"{r['run'].label}: |W| of the last conv layer")
+        ax.set_title(f"{label}: |{name}| of the last conv layer")
         ax.set_xlabel("input channel x kernel position")
         ax.set_ylabel("filter")
         fig.colorbar(shown, ax=ax)

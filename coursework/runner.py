@@ -125,12 +125,16 @@ def _built(cfg: TrainConfig):
     return splits, model.to(cfg.device) if cfg.device != "cpu" else model
 
 
+def _best_checkpoint(cfg: TrainConfig) -> dict:
+    folder = Path(cfg.out) / "checkpoints"
+    return load_checkpoint(folder / "best.npz" if (folder / "best.npz").is_file()
+                           else folder / "latest.npz")
+
+
 def _best_model(cfg: TrainConfig):
     """(splits, model with the best-validation weights of the run in cfg.out)."""
     splits, model = _built(cfg)
-    folder = Path(cfg.out) / "checkpoints"
-    source = folder / "best.npz" if (folder / "best.npz").is_file() else folder / "latest.npz"
-    model.load_state_dict(load_checkpoint(source)["model"])
+    model.load_state_dict(_best_checkpoint(cfg)["model"])
     return splits, model
 
 
@@ -143,7 +147,8 @@ def _filters(cfg: TrainConfig, measure: dict) -> None:
 
 def _prune(cfg: TrainConfig, measure: dict) -> None:
     """pruning.json: test accuracy before and after magnitude pruning of the last conv layer,
-    then of it and the last hidden FC layer; conv_weight.npy: that conv weight, unpruned."""
+    then of it and the last hidden FC layer; conv_weight.npy: that conv weight, unpruned;
+    conv_gamma.npy: DessiLBI's sparse Gamma of that weight, where the optimiser has one."""
     criterion = losses.CrossEntropyLoss()
     fraction, conv, fc = measure["prune_fraction"], measure["prune_conv"], measure["prune_fc"]
     result = {"fraction": fraction, "layers": {}}
@@ -151,8 +156,12 @@ def _prune(cfg: TrainConfig, measure: dict) -> None:
                        ("pruned_conv_fc_acc", (conv, fc))):
         splits, model = _best_model(cfg)
         if key == "test_acc":
-            np.save(Path(cfg.out) / "conv_weight.npy",
-                    backend.asnumpy(dict(model.named_layers())[conv].weight.data))
+            weight = dict(model.named_layers())[conv].weight
+            np.save(Path(cfg.out) / "conv_weight.npy", backend.asnumpy(weight.data))
+            index = next(i for i, p in enumerate(model.parameters()) if p is weight)
+            gamma = _best_checkpoint(cfg)["optim"].get(f"{index}.gamma")
+            if gamma is not None:
+                np.save(Path(cfg.out) / "conv_gamma.npy", np.asarray(gamma))
         result["layers"].update(analysis.prune_layers(model, names, fraction))
         x, y = splits.test
         result[key] = train.evaluate(model, criterion, x, y, cfg.batch_size, cfg.device)[1]

@@ -133,6 +133,7 @@ def test_quick_study_runs_and_reports(name, data_dir, tmp_path, capsys):
             assert pruning["layers"] == {"features.conv3": pytest.approx(0.8, abs=1e-3),
                                          "classifier.fc1": pytest.approx(0.8, abs=1e-3)}
             assert 0 <= pruning["pruned_conv_fc_acc"] <= 1
+            assert (folder / "conv_gamma.npy").is_file() == (run.name == "dessilbi")
     pngs = [p for p in results.glob("*.png")]
     assert pngs and all(p.read_bytes()[:8] == PNG_MAGIC for p in pngs)
     if name == "bn-landscape":

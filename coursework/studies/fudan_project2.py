@@ -133,7 +133,7 @@ SPARSITY = Study(
     ("--dataset", "mnist", "--val-fraction", "0.05", "--epochs", "20", "--batch-size", "100",
      "--schedule", "constant", "--seed", "0"),
     ("--subset", "50", "--epochs", "1", "--batch-size", "50", "--no-progress"),
-    columns=("test_acc", "pruned_conv_acc", "pruned_conv_fc_acc", "conv_zero_filters"),
+    columns=("test_acc", "pruned_conv_acc", "pruned_conv_fc_acc", "gamma_zero_filters"),
     measure={"prune_fraction": 0.8, "prune_conv": "features.conv3", "prune_fc": "classifier.fc1"},
     notes="DessiLBI reaches 98.67 % on MNIST with a small train-test gap (its regularisation); "
           "its last conv layer is visibly sparse, and pruning it costs some accuracy (93.63 %), "
