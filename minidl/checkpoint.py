@@ -235,8 +235,15 @@ class RunFolder:
             raise RunFolderError(f"--out {self.path} is a file, not a folder")
         if not self.path.is_dir() or self.is_run_folder():
             return
+        if self.config_path.exists() and self.latest_path.exists():
+            self.saved_config()  # a run whose config.json is damaged: say so
+            raise RunFolderError(f"{self.config_path} is not a minidl run configuration; "
+                                 "restore it, or use another --out")
         ours = {self.LOCK_NAME, self.checkpoint_dir.name}
-        foreign = sorted(p.name for p in self.path.iterdir() if p.name not in ours)
+        own_temp = tuple(f".{p.name}." for p in (self.config_path, self.metrics_path,
+                                                  self.grad_flow_path, self.summary_path))
+        foreign = sorted(p.name for p in self.path.iterdir() if p.name not in ours and not
+                         (p.name.startswith(own_temp) and p.name.endswith(_TEMP_SUFFIX)))
         if foreign or any(not p.name.endswith((".npz", _TEMP_SUFFIX))
                           for p in self._iter(self.checkpoint_dir)):
             shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")

@@ -139,14 +139,18 @@ class CSVLog:
             with open(self.path, newline="") as f:
                 reader = csv.DictReader(f)
                 header = tuple(reader.fieldnames or ())
-                rows = [{k: _number(v) for k, v in row.items()} for row in reader]
+                rows = list(reader)
         except (OSError, UnicodeDecodeError, csv.Error) as err:
             raise self._damaged(str(err)) from None
         if header != self.columns:
             raise self._damaged(f"its header is {list(header)}, expected {list(self.columns)}")
         for i, row in enumerate(rows, start=2):
-            if not isinstance(row.get("epoch"), int) or None in row.values():
-                raise self._damaged(f"line {i} is not a complete row")
+            # DictReader puts missing cells as None values, extra cells under the key None
+            if None in row or None in row.values():
+                raise self._damaged(f"line {i} does not have {len(self.columns)} cells")
+            row.update((k, _number(v)) for k, v in row.items())
+            if not isinstance(row["epoch"], int):
+                raise self._damaged(f"line {i} has epoch {row['epoch']!r}")
         return rows
 
     def keep_until(self, epoch: int) -> None:

@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minidl import backend, layers as L, losses, models
-from minidl.checkpoint import load_checkpoint
+from minidl import backend, checkpoint, layers as L, losses, models
+from minidl.checkpoint import RunFolder, load_checkpoint
 from minidl.config import TrainConfig, option_name, parse_config
 from minidl.metrics import GRAD_FLOW_COLUMNS, METRIC_COLUMNS
 from minidl.models import registry
-from minidl.train import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USAGE, main, model_options
+from minidl.train import (EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_IO, EXIT_PIPE_CLOSED,
+                          EXIT_TERMINATED, EXIT_USAGE, main, model_options)
 
 N_TRAIN, N_TEST, N_CLASSES = 120, 30, 10
 VAL_FRACTION = 0.1                       # 12 validation images, 108 training images
@@ -357,3 +358,109 @@ def test_gpu_run_matches_cpu_run(tiny_model, data_dir, tmp_path):
         states[device] = load_checkpoint(tmp_path / device / "checkpoints" / "latest.npz")["model"]
     for key, value in states["cpu"].items():  # equal up to summation order
         np.testing.assert_allclose(states["gpu"][key], value, rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+# ---------------------------------------------------------------------- faults (issue 9)
+def _send_sigterm(loss):
+    os.kill(os.getpid(), signal.SIGTERM)  # what a scheduler or `timeout` sends
+    return loss
+
+
+def test_sigterm_saves_and_resumes_exactly_like_ctrl_c(straight_run, data_dir, tmp_path,
+                                                       monkeypatch, capsys):
+    out = tmp_path / "terminated"
+    _patch_loss(monkeypatch, TRAIN_BATCHES + VAL_BATCHES + 1, _send_sigterm)
+    assert main(_argv(data_dir, out, "--epochs", "2")) == EXIT_TERMINATED
+    assert "interrupted at epoch 2, step 1 (SIGTERM)" in capsys.readouterr().out
+    assert load_checkpoint(out / "checkpoints" / "latest.npz")["progress"]["step"] == 1
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+    monkeypatch.undo()
+    assert main(_argv(data_dir, out, "--epochs", "2", "--resume")) == 0
+    _assert_same_run(out, straight_run)
+
+
+def test_out_holding_other_files_is_refused_untouched(tiny_model, data_dir, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("my notes")
+    assert main(_argv(data_dir, tmp_path, "--epochs", "1")) == EXIT_USAGE
+    assert "not a minidl run folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_second_run_into_the_same_out_is_refused(tiny_model, data_dir, tmp_path, capsys):
+    with RunFolder(tmp_path / "run"):  # a first run holds the folder
+        assert main(_argv(data_dir, tmp_path / "run", "--epochs", "1")) == EXIT_USAGE
+    assert f"in use by another run (pid {os.getpid()}" in capsys.readouterr().err
+
+
+def test_unwritable_out_is_refused_before_the_data_is_read(tiny_model, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    missing_data = tmp_path / "no-data-here"
+    argv = _argv(missing_data, tmp_path / "file" / "run", "--epochs", "1")
+    assert main(argv) == EXIT_USAGE                           # not the missing-data code 1
+    err = capsys.readouterr().err
+    assert "cannot create the run folder" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("victim, content, expected", [
+    ("checkpoints/latest.npz", b"garbage", "latest.npz is damaged"),
+    ("config.json", b'{"model": "tiny_mlp", "epo', "config.json is damaged"),
+    ("metrics.csv", b"epoch,lr\nnot,a,row\n", "metrics.csv is damaged"),
+])
+def test_damaged_files_are_one_clear_line(straight_run, data_dir, tmp_path, capsys, victim,
+                                          content, expected):
+    out = tmp_path / "damaged"
+    assert main(_argv(data_dir, out, "--epochs", "1")) == 0
+    (out / victim).write_bytes(content)
+    capsys.readouterr()
+    assert main(_argv(data_dir, out, "--epochs", "2", "--resume")) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_full_disk_is_one_line_and_keeps_the_last_checkpoint(tiny_model, data_dir, tmp_path,
+                                                             monkeypatch, capsys):
+    out = tmp_path / "full"
+    assert main(_argv(data_dir, out, "--epochs", "1")) == 0
+    before = (out / "checkpoints" / "latest.npz").read_bytes()
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(out / "checkpoints" / "latest.npz"))
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", no_space)
+    capsys.readouterr()
+    assert main(_argv(data_dir, out, "--epochs", "2", "--resume")) == EXIT_IO
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "--resume" in err and "Traceback" not in err
+    assert (out / "checkpoints" / "latest.npz").read_bytes() == before
+
+
+def test_tilde_in_out_is_expanded(tiny_model, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    argv = _argv(data_dir, "x", "--epochs", "1")
+    argv[argv.index("--out") + 1] = "~/runs/t"
+    assert main(argv) == 0
+    assert (tmp_path / "runs" / "t" / "test_summary.json").is_file()
+
+
+def test_a_last_training_batch_of_one_is_dropped(tiny_model, data_dir, tmp_path, capsys):
+    # 108 training images in batches of 107: the second batch would hold one image, which
+    # BatchNorm1d cannot normalise; it is dropped (with a note) instead of crashing.
+    argv = _argv(data_dir, tmp_path / "one", "--epochs", "1")
+    argv[argv.index("--batch-size") + 1] = "107"
+    assert main(argv) == 0
+    assert "leave a last batch of one example; it is dropped" in capsys.readouterr().out
+
+
+def test_output_piped_into_head_stops_cleanly_after_saving(data_dir, tmp_path):
+    out = tmp_path / "piped"
+    argv = ["vgg08", "--width", "2", "--data-dir", str(data_dir), "--out", str(out),
+            "--epochs", "3", "--batch-size", "60", "--no-progress", "--subset", "60"]
+    root = Path(__file__).resolve().parents[1]
+    child = subprocess.Popen([sys.executable, "-m", "minidl.train", *argv], cwd=root,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = child.stdout.readline()     # what `head -1` reads ...
+    child.stdout.close()                # ... before it exits
+    err = child.stderr.read()
+    assert child.wait(timeout=300) == EXIT_PIPE_CLOSED, err
+    assert first.startswith("vgg08:") and "Traceback" not in err and "stdout closed" in err
+    assert load_checkpoint(out / "checkpoints" / "latest.npz")["epoch"] == 1
