@@ -106,13 +106,29 @@ def _read_members(source, layout: CifarLayout) -> dict:
     return batches
 
 
+def _pixels(data: np.ndarray, source: str) -> np.ndarray:
+    """``data`` as uint8 if it holds whole numbers in [0, 255]; else a ValueError saying what
+    it holds (a float or out-of-range array cast to uint8 would wrap around silently)."""
+    if data.dtype == np.uint8:
+        return data
+    if data.dtype.kind not in "iuf" or data.size == 0:
+        raise ValueError(f"{source}: CIFAR data must be uint8 pixels, got dtype {data.dtype}")
+    low, high = data.min(), data.max()
+    if low < 0 or high > 255 or (data.dtype.kind == "f" and not np.all(data == np.round(data))):
+        raise ValueError(f"{source}: CIFAR data must be uint8 pixels in [0, 255], got "
+                         f"{data.dtype} values in [{low}, {high}]"
+                         + (" that are not whole numbers" if data.dtype.kind == "f" else "")
+                         + "; this is not an official CIFAR archive (re-download it)")
+    return data.astype(np.uint8)
+
+
 def _images_labels(batch: dict, layout: CifarLayout, source: str):
     try:
         data, labels = batch[b"data"], batch[layout.label_key]
     except KeyError as err:
         raise ValueError(f"{source}: CIFAR batch lacks key {err.args[0]!r}; "
                          f"has {sorted(batch)}") from err
-    data = np.asarray(data, dtype=np.uint8)
+    data = _pixels(np.asarray(data), source)
     size = int(np.prod(CIFAR_IMAGE_SHAPE))
     if data.ndim != 2 or data.shape[1] != size or data.shape[0] != len(labels):
         raise ValueError(f"{source}: expected data (N, {size}) with N = len(labels) = "

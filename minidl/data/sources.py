@@ -1,8 +1,8 @@
 """Where each data set comes from: names, official URLs and checksums, and the local search path.
 
-A data set is looked for, in order, in the explicit ``data_dir``, ``$MINIDL_DATA``, ``./data``,
-``~/.minidl/data`` and (Fashion-MNIST only) ``/usr/share/datasets/fashion-mnist``, the folder
-of the Debian package ``dataset-fashion-mnist``.
+A data set is looked for in an explicit ``data_dir`` only, when one is given; otherwise, in
+order, in ``$MINIDL_DATA``, ``./data``, ``~/.minidl/data`` and (Fashion-MNIST only)
+``/usr/share/datasets/fashion-mnist``, the folder of the Debian package ``dataset-fashion-mnist``.
 """
 from __future__ import annotations
 
@@ -116,15 +116,23 @@ def search_roots(data_dir=None):
 
 
 def candidate_dirs(source: DatasetSource, data_dir=None):
-    """Every folder that may hold ``source``'s files, in search order, as (path, why)."""
+    """Every folder that may hold ``source``'s files, in search order, as (path, why).
+
+    An explicit ``data_dir`` is the only place searched: another copy found elsewhere would
+    silently replace the data the user pointed at.
+    """
     candidates = []
-    for root, why in search_roots(data_dir):
+    roots = search_roots(data_dir)
+    if data_dir is not None:
+        roots = roots[:1]
+    for root, why in roots:
         candidates += [(os.path.join(root, sub), why) for sub in source.subdirs]
         # MNIST and Fashion-MNIST use the same file names, so loose IDX files in a shared
         # root are only trusted when the user pointed at that folder; CIFAR names are unique.
         if why == "data_dir" or source.cifar is not None:
             candidates.append((root, why))
-    candidates += [(d, f"the {source.apt_package} package") for d in source.system_dirs]
+    if data_dir is None:
+        candidates += [(d, f"the {source.apt_package} package") for d in source.system_dirs]
     return candidates
 
 
@@ -156,6 +164,13 @@ def find_dataset(name, data_dir=None):
             if location is not None:
                 return source, location
         searched.append(f"  {directory}   ({why})")
+    if data_dir is not None:
+        raise DatasetNotFoundError(
+            f"{source.title} not found in data_dir {data_dir}: looked for "
+            f"{source.expected_files()} in\n" + "\n".join(searched)
+            + "\n(an explicit data_dir is the only place searched; leave it out to search "
+            f"${ENV_VAR}, ./data, {DEFAULT_DATA_DIR} and the system folders)"
+            f"\nTo get it:\n{how_to_get(source)}")
     raise DatasetNotFoundError(
         f"{source.title} not found: looked for {source.expected_files()} in\n"
         + "\n".join(searched) + f"\nTo get it:\n{how_to_get(source)}")

@@ -83,3 +83,29 @@ def test_wrong_row_length(tmp_path):
                                                   b"labels": [0, 1]}, protocol=2))
     with pytest.raises(ValueError, match=r"\(N, 3072\).*\(2, 100\)"):
         read_cifar(folder, CIFAR10)
+
+
+@pytest.mark.parametrize("data, message", [
+    (np.full((2, 3072), 0.5, np.float32), "not whole numbers"),    # already scaled floats
+    (np.full((2, 3072), 300, np.int64), r"values in \[300, 300\]"),  # would wrap to 44
+    (np.full((2, 3072), -1, np.int16), r"values in \[-1, -1\]"),
+])
+def test_pixels_that_uint8_would_change_are_refused(tmp_path, data, message):
+    folder = tmp_path / CIFAR10.folder
+    folder.mkdir()
+    for name in (*CIFAR10.train, CIFAR10.test):
+        (folder / name).write_bytes(pickle.dumps({b"data": data, b"labels": [0, 1]}, protocol=2))
+    with pytest.raises(ValueError, match=message):
+        read_cifar(folder, CIFAR10)
+
+
+def test_whole_number_pixels_of_another_dtype_are_kept(tmp_path):
+    folder = tmp_path / CIFAR10.folder
+    folder.mkdir()
+    data = (np.arange(2 * 3072) % 256).reshape(2, 3072)
+    for name in (*CIFAR10.train, CIFAR10.test):
+        (folder / name).write_bytes(pickle.dumps({b"data": data.astype(np.float64),
+                                                  b"labels": [0, 1]}, protocol=2))
+    x_train = read_cifar(folder, CIFAR10)[0]
+    assert x_train.dtype == np.uint8
+    np.testing.assert_array_equal(x_train[:2].reshape(2, -1), data)

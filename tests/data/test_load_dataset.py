@@ -138,10 +138,10 @@ def test_names_and_unknown_name():
 def test_missing_data_message_names_paths_and_remedies(tmp_path, monkeypatch, no_system_fashion):
     monkeypatch.setenv("MINIDL_DATA", str(tmp_path / "env-root"))
     with pytest.raises(DatasetNotFoundError) as info:
-        load_dataset("fashion-mnist", data_dir=tmp_path / "given")
+        load_dataset("fashion-mnist")
     message = str(info.value)
     assert isinstance(info.value, FileNotFoundError)
-    for path in (tmp_path / "given", tmp_path / "env-root" / "fashion_mnist",
+    for path in (tmp_path / "env-root" / "fashion_mnist",
                  os.path.abspath(os.path.join("data", "fashion_mnist")),
                  os.path.expanduser(os.path.join("~", ".minidl", "data", "fashion_mnist")),
                  tmp_path / "no-system-dir"):
@@ -150,8 +150,21 @@ def test_missing_data_message_names_paths_and_remedies(tmp_path, monkeypatch, no
     assert "minidl.data.download('fashion_mnist'" in message
     assert "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/train-images-idx3-ubyte.gz" in message
     # the search order is the documented one
-    assert message.index(str(tmp_path / "given")) < message.index(str(tmp_path / "env-root"))
+    assert message.index(str(tmp_path / "env-root")) < message.index(os.path.abspath("data"))
     assert message.index(os.path.abspath("data")) < message.index(os.path.expanduser("~"))
+
+
+def test_an_explicit_data_dir_is_the_only_place_searched(idx_dataset, tmp_path, monkeypatch):
+    """The data in --data-dir, or a refusal naming it: never another copy found elsewhere."""
+    folder, _ = idx_dataset(folder=os.path.join(tmp_path, "env", "fashion_mnist"))
+    monkeypatch.setenv("MINIDL_DATA", str(tmp_path / "env"))
+    assert len(load_dataset("fashion_mnist").test[1]) == 50            # found via $MINIDL_DATA
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_dataset("fashion_mnist", data_dir=tmp_path / "given")
+    message = str(info.value)
+    assert f"not found in data_dir {tmp_path / 'given'}" in message
+    assert str(tmp_path / "env") not in message.split("(an explicit")[0]   # not searched
+    assert "/usr/share/datasets" not in message
 
 
 def test_cifar_missing_message_points_to_download(tmp_path):
