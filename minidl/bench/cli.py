@@ -135,7 +135,6 @@ def run(args, torch_twins, log) -> dict:
         else:
             found = measure.measure_op(case, modes, torch_twins, repeats, warmup)
         measured.append((case, found))
-    memory_method = measure.measure_memory([m for _, found in measured for m in found])
     rows = []
     for case, found in measured:
         flops = measure.forward_backward_flops(case)
@@ -145,7 +144,7 @@ def run(args, torch_twins, log) -> dict:
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "quick": args.quick, "kernels": modes, "machine": machine(torch_twins),
             "load_average": {"start": load_before, "end": _load_average()},
-            "gemm": gemm, "memory_method": memory_method, "rows": rows}
+            "gemm": gemm, "memory_method": measure.memory_method(), "rows": rows}
 
 
 def _load_average():

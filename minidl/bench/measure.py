@@ -1,14 +1,13 @@
 """Measure one case: every minidl contender (implementation x kernel path) and PyTorch, together.
 
-``measure_op`` and ``measure_step`` time the contenders interleaved and return
-``Measurement``s whose memory is filled in later by ``measure_memory`` (memory is measured
-after all timing, because preparing the process for it changes how malloc behaves).
-``gemm_rate`` gives the float32 matrix-multiply ceiling.
+``measure_op`` and ``measure_step`` time the contenders interleaved, then measure their
+memory, and return one ``Measurement`` per minidl contender. ``gemm_rate`` gives the float32
+matrix-multiply ceiling.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,8 +37,20 @@ class Measurement:
     memory_mib: float | None = None
     torch_memory_mib: float | None = None
     detail: dict | None = None
-    memory_fn: object = field(default=None, repr=False)
-    torch_memory_fn: object = field(default=None, repr=False)
+
+
+def memory_method() -> str:
+    """How op memory is measured here: "peak RSS" (Linux, glibc) or "tracemalloc" (minidl only)."""
+    return "peak RSS" if timing.rss_method_available() else "tracemalloc"
+
+
+def _peak_extra_mib(fn, method: str, traced: bool = True):
+    """Peak extra memory of ``fn()`` after one untimed call (first-call allocations such as
+    compiled kernels or scratch buffers are not "extra"); None when it cannot be measured."""
+    fn()
+    if method == "peak RSS":
+        return timing.peak_extra_rss_mib(fn)
+    return timing.peak_traced_mib(fn) if traced else None
 
 
 def _compiled(mode: str) -> bool:
@@ -75,7 +86,7 @@ def measure_op(case, modes, torch_twins, repeats: int, warmup: int = 1) -> list[
             passes[impl, mode] = (forward, backward)
             contenders[impl, mode] = (lambda f=forward, b=backward: timing.timed_pass(f, b))
 
-    torch_pass = None
+    torch_run = None
     if torch_twins is not None:
         torch = torch_twins.torch
         module = torch_twins.twin(first)
@@ -89,30 +100,34 @@ def measure_op(case, modes, torch_twins, repeats: int, warmup: int = 1) -> list[
         def torch_backward(y):
             y.backward(dt)
 
-        def torch_contender():
+        def torch_run(run=timing.timed_pass):
             xt.grad = None  # fresh gradients each pass, as zero_grad(set_to_none=True) does
             for p in params:
                 p.grad = None
-            return timing.timed_pass(torch_forward, torch_backward)
-        contenders["torch"] = torch_contender
-        torch_pass = (torch_forward, torch_backward)
+            return run(torch_forward, torch_backward)
+        contenders["torch"] = torch_run
 
     checks = {}
-    if torch_pass is not None:
+    if torch_run is not None:
         with torch.no_grad():
             reference = module(xt).numpy()
         for key, (forward, _) in passes.items():
             checks[key] = _relative_difference(forward(), reference)
 
     samples = timing.interleaved(contenders, repeats, warmup)
+    method = memory_method()
+    torch_memory = None
+    if torch_run is not None:  # tracemalloc does not see torch's allocations
+        torch_memory = _peak_extra_mib(lambda: torch_run(lambda f, b: b(f())), method,
+                                       traced=False)
     out = []
     for (impl, mode), (forward, backward) in passes.items():
+        with timing.kernel_path(mode):
+            memory = _peak_extra_mib(lambda f=forward, b=backward: b(f()), method)
         out.append(Measurement(
             case, impl, mode, _compiled(mode), samples[impl, mode],
             torch_samples=samples.get("torch"), check=checks.get((impl, mode)),
-            memory_fn=lambda f=forward, b=backward: b(f()),
-            torch_memory_fn=(None if torch_pass is None else
-                             lambda: torch_pass[1](torch_pass[0]()))))
+            memory_mib=memory, torch_memory_mib=torch_memory))
     return out
 
 
@@ -155,26 +170,6 @@ def measure_step(case, modes, torch_twins, repeats: int, subprocess_steps: int =
                                torch_memory_mib=None if theirs is None else theirs["max_rss_mib"],
                                detail={"minidl_process": ours, "torch_process": theirs}))
     return out
-
-
-def measure_memory(measurements: list[Measurement]) -> str:
-    """Fill ``memory_mib`` / ``torch_memory_mib`` of the op measurements; return the method."""
-    method = "peak RSS" if timing.rss_method_available() else "tracemalloc"
-    if method == "peak RSS":
-        timing.prepare_rss_method()
-    for m in measurements:
-        if m.memory_fn is None:
-            continue  # a training step: measured in its own process already
-        with timing.kernel_path(m.kernels):
-            m.memory_fn()  # once untimed: anything allocated only on the first call is not "extra"
-            if method == "peak RSS":
-                m.memory_mib = timing.peak_extra_rss_mib(m.memory_fn)
-            else:
-                m.memory_mib = timing.peak_traced_mib(m.memory_fn)
-        if m.torch_memory_fn is not None and method == "peak RSS":
-            m.torch_memory_fn()
-            m.torch_memory_mib = timing.peak_extra_rss_mib(m.torch_memory_fn)
-    return method
 
 
 def gemm_rate(n: int, repeats: int, torch=None) -> dict:

@@ -63,9 +63,13 @@ def torch_step(module, x, y, lr: float = 1e-3):
 
 
 def _max_rss_mib() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # ru_maxrss is in bytes on macOS, in KiB on Linux
-    return peak / 2 ** 20 if sys.platform == "darwin" else peak / 1024
+    """This process's peak resident size so far."""
+    try:
+        # not ru_maxrss: on Linux that starts at the parent's size when forked from a big one
+        return timing.proc_status_kib("VmHWM") / 1024
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2 ** 20 if sys.platform == "darwin" else peak / 1024  # bytes / KiB
 
 
 def measure_in_this_process(case, library: str, steps: int) -> dict:
@@ -88,17 +92,17 @@ def measure_in_this_process(case, library: str, steps: int) -> dict:
     start = time.perf_counter()
     step()
     first = time.perf_counter() - start
-    resettable = timing.rss_method_available()
-    if resettable:
+    lifetime_before_reset = _max_rss_mib()
+    if timing.rss_method_available():
         timing.reset_peak_rss()  # from here on, the peak of training alone
     seconds, loss = [], None
     for _ in range(steps):
         start = time.perf_counter()
         loss = step()
         seconds.append(time.perf_counter() - start)
-    lifetime = _max_rss_mib()
-    peak = timing.proc_status_kib("VmHWM") / 1024 if resettable else lifetime
-    return {"library": library, "max_rss_mib": peak, "lifetime_max_rss_mib": lifetime,
+    peak = _max_rss_mib()
+    return {"library": library, "max_rss_mib": peak,
+            "lifetime_max_rss_mib": max(peak, lifetime_before_reset),
             "max_rss_after_build_mib": built, "first_step_ms": 1e3 * first,
             "step_ms": [1e3 * s for s in seconds], "loss": loss}
 

@@ -7,10 +7,10 @@ Memory: the peak resident set size (Linux's VmHWM, reset through ``/proc/self/cl
 reached during one call, minus the resident size just before it. That sees NumPy's and
 PyTorch's allocations alike, provided freed memory is not already resident: glibc's malloc
 keeps freed blocks (and their touched pages) for reuse, and a later peak would hide inside
-them. So before each call its free pages are handed back (``malloc_trim``), and blocks above
-128 KiB get their own mmap (glibc otherwise raises that threshold as arrays are freed), so
-the resident size follows the arrays alive. Elsewhere (no /proc, no glibc) only minidl is
-measured, with tracemalloc, which NumPy reports its array buffers to.
+them. So before each call its free pages are handed back to the system (``malloc_trim``),
+and the resident size then grows with the arrays the call keeps alive at once. Elsewhere
+(no /proc, no glibc) only minidl is measured, with tracemalloc, which NumPy reports its
+array buffers to.
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from contextlib import contextmanager
 
 from .. import kernels
 
-_M_MMAP_THRESHOLD = -3  # mallopt parameter number (glibc's malloc.h)
 MIB = 2.0 ** 20
 
 
@@ -90,20 +89,14 @@ def reset_peak_rss() -> None:
 
 
 def rss_method_available() -> bool:
-    """Whether this process can reset and read its peak RSS and steer glibc's malloc."""
+    """Whether this process can reset and read its peak RSS and trim glibc's malloc."""
     try:
         reset_peak_rss()
         proc_status_kib("VmHWM")
-        libc = ctypes.CDLL(None)
-        _ = libc.mallopt, libc.malloc_trim  # glibc only
+        _ = ctypes.CDLL(None).malloc_trim  # glibc only
     except (OSError, AttributeError):
         return False
     return True
-
-
-def prepare_rss_method() -> None:
-    """Pin glibc's mmap threshold at 128 KiB (see the module docstring)."""
-    ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
 
 
 def peak_extra_rss_mib(fn) -> float:
