@@ -125,7 +125,8 @@ def write_json(results: dict, path) -> None:
 
 # ---------------------------------------------------------------------------- plot
 def plot(results: dict, path) -> None:
-    """Horizontal bars of minidl / torch: time (left) and memory (right); 1 = parity."""
+    """Horizontal bars of minidl / torch: time (left) and memory (right), on a log axis and
+    drawn from 1 (parity), so a bar to the right is how many times slower / larger minidl is."""
     from matplotlib.figure import Figure
 
     from ..plots import save_figure
@@ -139,7 +140,12 @@ def plot(results: dict, path) -> None:
                               ("time, minidl / PyTorch", "memory, minidl / PyTorch")):
         values = [r["ratio"][key] if r["ratio"][key] is not None else float("nan") for r in rows]
         colours = ["tab:orange" if r["compiled"] else "tab:blue" for r in rows]
-        ax.barh(range(len(rows)), values, color=colours)
+        ax.barh(range(len(rows)), [v - 1 for v in values], left=1, color=colours)
+        for y, v in enumerate(values):
+            if v == v:  # not NaN
+                ax.annotate(f"{v:.2g}", (v, y), fontsize=7, va="center",
+                            ha="left" if v >= 1 else "right",
+                            xytext=(2 if v >= 1 else -2, 0), textcoords="offset points")
         ax.axvline(1.0, color="black", linewidth=1)
         ax.set_xscale("log")
         ax.set_title(title)
