@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from minidl import analysis, plots
 from minidl.metrics import METRIC_COLUMNS, CSVLog
@@ -116,6 +117,7 @@ def plot_curves(found, path, title) -> Path:
             ax.plot([row["epoch"] for row in r["rows"]], [row[key] for row in r["rows"]],
                     marker="o", markersize=3, label=r["run"].name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
