@@ -1,4 +1,10 @@
-"""Small helpers for hyper-parameters and shape errors shared by functional ops and layers."""
+"""The one input-checking module: hyper-parameters, dtypes and shapes, for functional ops,
+layers, optimisers, schedules, data and models.
+
+Every check takes ``(value, name, who)`` (``who`` names the owner in the message) and returns
+the value in its canonical type, or raises a ValueError (TypeError for a wrong array dtype)
+whose message says who refused what, and why.
+"""
 from __future__ import annotations
 
 import math
@@ -26,6 +32,22 @@ def real_number(value, name: str, who: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{who}: {name} must be a finite real number, got {value!r}")
     return float(value)
+
+
+def nonnegative(value, name: str, who: str) -> float:
+    """``value`` as a float if it is a finite real number >= 0; else a ValueError naming ``who``."""
+    v = real_number(value, name, who)
+    if v < 0:
+        raise ValueError(f"{who}: {name} must be >= 0, got {value!r}")
+    return v
+
+
+def positive(value, name: str, who: str) -> float:
+    """``value`` as a float if it is a finite real number > 0; else a ValueError naming ``who``."""
+    v = real_number(value, name, who)
+    if v <= 0:
+        raise ValueError(f"{who}: {name} must be > 0, got {value!r}")
+    return v
 
 
 def unit_interval(value, name: str, who: str, closed: bool = False) -> float:

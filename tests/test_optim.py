@@ -248,8 +248,8 @@ def test_state_dict_round_trip_continues_identically(xp, name, kw):
     first = cls(params, **kw)
     run(first, params, grads, range(3))
     state = first.state_dict()
-    assert all(isinstance(v, (np.ndarray, int, float)) for v in state.values())
-    assert state["step"] == 3
+    assert all(isinstance(v, (np.ndarray, int, float)) for k, v in state.items() if k != "type")
+    assert state["step"] == 3 and state["type"] == cls.__name__
     # A fresh process: new parameters from a checkpoint, a new optimiser, the state from an npz.
     resumed_params = [Parameter(xp.array(p.data)) for p in params]
     resumed = cls(resumed_params, **kw)
@@ -285,7 +285,7 @@ def test_state_dict_is_a_copy():
 
 def test_state_dict_keys_are_torch_names():
     opt, _, _ = _adam_after_one_step(amsgrad=True)
-    assert set(opt.state_dict()) == {"step", "lr", "num_params"} | {
+    assert set(opt.state_dict()) == {"type", "step", "lr", "num_params"} | {
         f"{i}.{n}" for i in range(2) for n in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")}
 
 
@@ -309,8 +309,20 @@ def test_load_state_dict_wrong_shape():
 def test_load_state_dict_other_optimizer():
     state = _trained_adam_state()
     w0, _ = problem()
-    with pytest.raises(ValueError, match=r"SGD.load_state_dict: unexpected key '0.exp_avg'"):
+    with pytest.raises(ValueError, match=r"SGD.load_state_dict: the state dict is of a Adam"):
         optim.SGD(make_params(w0), lr=0.1, momentum=0.9).load_state_dict(state)
+    untyped = {k: v for k, v in state.items() if k != "type"}   # saved by an older minidl
+    with pytest.raises(ValueError, match=r"SGD.load_state_dict: unexpected key '0.exp_avg'"):
+        optim.SGD(make_params(w0), lr=0.1, momentum=0.9).load_state_dict(untyped)
+
+
+def test_a_stateless_sgd_state_is_not_taken_by_adam():
+    # plain SGD keeps no buffers: only the type tells its state from a fresh Adam's
+    w0, _ = problem()
+    sgd = optim.SGD(make_params(w0), lr=0.1)
+    sgd.step()
+    with pytest.raises(ValueError, match=r"Adam.load_state_dict: the state dict is of a SGD"):
+        optim.Adam(make_params(w0)).load_state_dict(_through_npz(sgd.state_dict()))
 
 
 def test_load_state_dict_missing_keys():
@@ -366,8 +378,9 @@ def test_build_optimizer(name, cls, attrs):
     assert type(opt) is cls and opt.lr == 0.05 and opt.weight_decay == 1e-4
     for key, value in attrs.items():
         assert getattr(opt, key) == value
-    assert set(optim.OPTIMIZERS) == {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam",
-                                     "amsgrad"}
+    # the built-in rules (further optimisers, e.g. dessilbi, register themselves beside them)
+    assert {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam",
+            "amsgrad"} <= set(optim.OPTIMIZERS)
 
 
 def test_build_optimizer_keywords_override_defaults():

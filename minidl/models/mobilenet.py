@@ -10,6 +10,7 @@ ports), so the four stride-2 blocks take 32x32 to 2x2 (28x28 to 2x2 as well).
 from __future__ import annotations
 
 from .. import layers as L
+from .._shapes import positive
 from ._blocks import (NamedSequential, activation_factory, add_head, check_int,
                       check_probability, make_rng)
 from .registry import register
@@ -50,8 +51,7 @@ class MobileNet(NamedSequential):
                  seed: int | None = 0, rng=None):
         check_int("MobileNet", 1, in_channels=in_channels, num_classes=num_classes)
         check_probability("MobileNet", dropout=dropout)
-        if not isinstance(width_mult, (int, float)) or width_mult <= 0:
-            raise ValueError(f"MobileNet: width_mult must be a positive number, got {width_mult!r}")
+        width_mult = positive(width_mult, "width_mult", "MobileNet")
         super().__init__()
         rng = make_rng(seed, rng)
         self._summary = f"width_mult={width_mult}"

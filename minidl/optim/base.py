@@ -8,10 +8,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from . import _checks
+from .. import _shapes
 
 # Keys of state_dict() that are not per-parameter arrays.
 _SCALAR_KEYS = ("step", "lr", "num_params")
+_TYPE_KEY = "type"  # the optimiser's class name (absent in states saved before it was added)
 
 
 def _as_param_list(params, owner: str) -> list:
@@ -41,8 +42,8 @@ class Optimizer:
     def __init__(self, params, lr, weight_decay=0.0):
         owner = type(self).__name__
         self.params = _as_param_list(params, owner)
-        self.lr = _checks.nonnegative(owner, "lr", lr)
-        self.weight_decay = _checks.nonnegative(owner, "weight_decay", weight_decay)
+        self.lr = _shapes.nonnegative(lr, "lr", owner)
+        self.weight_decay = _shapes.nonnegative(weight_decay, "weight_decay", owner)
         self.step_count = 0                       # t in the update rules, 1 during the first step
         self.state = [{} for _ in self.params]    # per-parameter arrays, created on first use
         self._state_names = ()
@@ -80,8 +81,10 @@ class Optimizer:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
-        """A flat ``{str: numpy array or python scalar}`` dict, e.g. ``"step"``, ``"0.exp_avg"`` (npz-ready)."""
-        state = {"step": int(self.step_count), "lr": float(self.lr), "num_params": len(self.params)}
+        """A flat ``{str: numpy array or python scalar}`` dict, e.g. ``"type"``, ``"step"``,
+        ``"0.exp_avg"`` (npz-ready)."""
+        state = {_TYPE_KEY: type(self).__name__, "step": int(self.step_count),
+                 "lr": float(self.lr), "num_params": len(self.params)}
         for i, slots in enumerate(self.state):
             for name, buf in slots.items():
                 state[f"{i}.{name}"] = backend.asnumpy(buf).copy()
@@ -94,6 +97,12 @@ class Optimizer:
         missing = [k for k in _SCALAR_KEYS if k not in state]
         if missing:
             raise ValueError(f"{owner}: missing keys {missing}")
+        saved_type = str(state.pop(_TYPE_KEY, type(self).__name__))
+        if saved_type != type(self).__name__:
+            # An SGD state has other (or no) buffers: loaded into Adam it would silently
+            # restart Adam's moments at zero with SGD's step count.
+            raise ValueError(f"{owner}: the state dict is of a {saved_type} optimizer, not a "
+                             f"{type(self).__name__}")
         if int(state["num_params"]) != len(self.params):
             raise ValueError(f"{owner}: the state dict is for {int(state['num_params'])} parameters "
                              f"but this optimizer has {len(self.params)}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from .. import backend
-from . import _checks
+from .. import _shapes
 from .base import Optimizer
 
 
@@ -20,7 +20,7 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
-        self.momentum = _checks.unit_interval("SGD", "momentum", momentum)
+        self.momentum = _shapes.unit_interval(momentum, "momentum", "SGD")
         self.nesterov = bool(nesterov)
         if self.nesterov and self.momentum == 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
@@ -43,7 +43,7 @@ class AdaGrad(Optimizer):
 
     def __init__(self, params, lr=1e-2, eps=1e-10, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
-        self.eps = _checks.nonnegative("AdaGrad", "eps", eps)
+        self.eps = _shapes.nonnegative(eps, "eps", "AdaGrad")
         self._state_names = ("sum",)
 
     def _update(self, i, p, g):
@@ -64,9 +64,9 @@ class RMSProp(Optimizer):
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
-        self.alpha = _checks.unit_interval("RMSProp", "alpha", alpha)
-        self.eps = _checks.nonnegative("RMSProp", "eps", eps)
-        self.momentum = _checks.unit_interval("RMSProp", "momentum", momentum)
+        self.alpha = _shapes.unit_interval(alpha, "alpha", "RMSProp")
+        self.eps = _shapes.nonnegative(eps, "eps", "RMSProp")
+        self.momentum = _shapes.unit_interval(momentum, "momentum", "RMSProp")
         self._state_names = ("square_avg",) + (("momentum_buffer",) if self.momentum else ())
 
     def _update(self, i, p, g):
@@ -98,9 +98,9 @@ class Adam(Optimizer):
         super().__init__(params, lr, weight_decay)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"Adam: betas must be a pair (beta1, beta2), got {betas!r}")
-        self.betas = (_checks.unit_interval("Adam", "betas[0]", betas[0]),
-                      _checks.unit_interval("Adam", "betas[1]", betas[1]))
-        self.eps = _checks.nonnegative("Adam", "eps", eps)
+        self.betas = (_shapes.unit_interval(betas[0], "betas[0]", "Adam"),
+                      _shapes.unit_interval(betas[1], "betas[1]", "Adam"))
+        self.eps = _shapes.nonnegative(eps, "eps", "Adam")
         self.amsgrad = bool(amsgrad)
         self._state_names = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if self.amsgrad else ())
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from . import _checks
+from .. import _shapes
 
 
 def _cosine(start: float, end: float, pct: float) -> float:
@@ -30,7 +30,7 @@ class LRScheduler:
             raise TypeError(f"{type(self).__name__}: expected an optimizer with an .lr attribute, "
                             f"got {type(opt).__name__}")
         self.optimizer = opt
-        self.base_lr = _checks.nonnegative(type(self).__name__, "optimizer lr", opt.lr)
+        self.base_lr = _shapes.nonnegative(opt.lr, "optimizer lr", type(self).__name__)
         self.last_epoch = 0
         self.optimizer.lr = self.get_lr()
 
@@ -86,8 +86,8 @@ class StepLR(LRScheduler):
     _hyper_names = ("step_size", "gamma")
 
     def __init__(self, opt, step_size, gamma=0.1):
-        self.step_size = _checks.positive_int("StepLR", "step_size", step_size)
-        self.gamma = _checks.positive("StepLR", "gamma", gamma)
+        self.step_size = _shapes.positive_int(step_size, "step_size", "StepLR")
+        self.gamma = _shapes.positive(gamma, "gamma", "StepLR")
         super().__init__(opt)
 
     def lr_at(self, epoch):
@@ -103,8 +103,8 @@ class CosineAnnealingLR(LRScheduler):
     _hyper_names = ("T_max", "eta_min")
 
     def __init__(self, opt, T_max, eta_min=0.0):
-        self.T_max = _checks.positive_int("CosineAnnealingLR", "T_max", T_max)
-        self.eta_min = _checks.nonnegative("CosineAnnealingLR", "eta_min", eta_min)
+        self.T_max = _shapes.positive_int(T_max, "T_max", "CosineAnnealingLR")
+        self.eta_min = _shapes.nonnegative(eta_min, "eta_min", "CosineAnnealingLR")
         super().__init__(opt)
 
     def lr_at(self, epoch):
@@ -121,9 +121,9 @@ class CosineAnnealingWarmRestarts(LRScheduler):
 
     def __init__(self, opt, T_0, T_mult=1, eta_min=0.0):
         owner = "CosineAnnealingWarmRestarts"
-        self.T_0 = _checks.positive_int(owner, "T_0", T_0)
-        self.T_mult = _checks.positive_int(owner, "T_mult", T_mult)
-        self.eta_min = _checks.nonnegative(owner, "eta_min", eta_min)
+        self.T_0 = _shapes.positive_int(T_0, "T_0", owner)
+        self.T_mult = _shapes.positive_int(T_mult, "T_mult", owner)
+        self.eta_min = _shapes.nonnegative(eta_min, "eta_min", owner)
         super().__init__(opt)
 
     def lr_at(self, epoch):
@@ -150,11 +150,11 @@ class OneCycleLR(LRScheduler):
 
     def __init__(self, opt, max_lr, total_epochs, pct_start=0.3, div_factor=25.0,
                  final_div_factor=1e4):
-        self.max_lr = _checks.nonnegative("OneCycleLR", "max_lr", max_lr)
-        self.total_epochs = _checks.positive_int("OneCycleLR", "total_epochs", total_epochs)
-        self.pct_start = _checks.unit_interval("OneCycleLR", "pct_start", pct_start, closed=True)
-        self.div_factor = _checks.positive("OneCycleLR", "div_factor", div_factor)
-        self.final_div_factor = _checks.positive("OneCycleLR", "final_div_factor", final_div_factor)
+        self.max_lr = _shapes.nonnegative(max_lr, "max_lr", "OneCycleLR")
+        self.total_epochs = _shapes.positive_int(total_epochs, "total_epochs", "OneCycleLR")
+        self.pct_start = _shapes.unit_interval(pct_start, "pct_start", "OneCycleLR", closed=True)
+        self.div_factor = _shapes.positive(div_factor, "div_factor", "OneCycleLR")
+        self.final_div_factor = _shapes.positive(final_div_factor, "final_div_factor", "OneCycleLR")
         super().__init__(opt)
 
     def lr_at(self, epoch):
@@ -210,6 +210,6 @@ def build_schedule(name: str, opt, epochs: int, min_lr: float = 0.0) -> LRSchedu
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown schedule {name!r}; expected one of {list(SCHEDULES)}")
-    epochs = _checks.positive_int(f"build_schedule({name!r})", "epochs", epochs)
-    min_lr = _checks.nonnegative(f"build_schedule({name!r})", "min_lr", min_lr)
+    epochs = _shapes.positive_int(epochs, "epochs", f"build_schedule({name!r})")
+    min_lr = _shapes.nonnegative(min_lr, "min_lr", f"build_schedule({name!r})")
     return _REGISTRY[name](opt, epochs, min_lr)
