@@ -7,6 +7,7 @@ Chainer's numerical_grad).
 """
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 import numpy as np
@@ -54,13 +55,40 @@ def gradcheck_layer(layer, x, dout=None, eps: float = 1e-6, seed: int = 0,
     """Check ``layer.backward`` against centred differences; return the relative error per tensor.
 
     The layer, ``x`` and ``dout`` (shaped like the output) may live on any device: the check
-    runs on the CPU in float64, and the layer is moved to the CPU and cast to float64 IN PLACE
-    (``layer.to("gpu")`` and ``layer.astype(np.float32)`` undo that). Finite differences need
-    float64 and perturb one entry at a time, a device round trip each on a GPU; every op runs
-    the same code on both devices, and comparing CPU with GPU outputs tests the device itself.
+    runs on the CPU in float64 (finite differences need float64 and perturb one entry at a
+    time, a device round trip each on a GPU; every op runs the same code on both devices, and
+    comparing CPU with GPU outputs tests the device itself). The layer is left exactly as it
+    was: device, dtype, parameters, gradients, buffers (BatchNorm's running statistics),
+    cache and extra state (Dropout's generator) are restored afterwards.
     ``before_forward`` runs before every forward pass: use it to fix a random mask (dropout).
     Returns ``{"x": err, "<param name>": err, ...}``.
     """
+    saved = _snapshot(layer)
+    try:
+        return _check(layer, x, dout, eps, seed, before_forward)
+    finally:
+        _restore(layer, saved)
+
+
+def _snapshot(layer) -> list:
+    """The array objects and state the check replaces, per layer of the tree (no copies:
+    the check only ever replaces arrays, and restoring the objects restores the layer)."""
+    return [(sub, [(p, p.data, p.grad) for p in sub._parameters.values()],
+             dict(sub._buffers), sub._cache, copy.deepcopy(sub.extra_state()))
+            for _, sub in layer.named_layers()]
+
+
+def _restore(layer, saved: list) -> None:
+    for sub, params, buffers, cache, extra in saved:
+        for p, data, grad in params:
+            p.data, p.grad = data, grad
+        sub._buffers.update(buffers)
+        object.__setattr__(sub, "_cache", cache)
+        if extra is not None:
+            sub.load_extra_state(extra)
+
+
+def _check(layer, x, dout, eps, seed, before_forward) -> dict[str, float]:
     layer.to("cpu").astype(np.float64)
     x = np.array(backend.asnumpy(x), dtype=np.float64)  # a private copy we may perturb
     rng = np.random.default_rng(seed)

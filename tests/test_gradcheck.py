@@ -92,9 +92,11 @@ def test_gradcheck_layer_rejects_in_place_dout_and_bad_dout_shape():
 
 def test_gradcheck_layer_casts_to_float64_and_calls_before_forward():
     layer = L.Linear(2, 2)
-    calls = []
-    gradcheck_layer(layer, np.ones((1, 2), np.float32), before_forward=lambda: calls.append(1))
-    assert layer.weight.data.dtype == np.float64
+    calls = []   # the weight's dtype seen by every forward of the check
+    gradcheck_layer(layer, np.ones((1, 2), np.float32),
+                    before_forward=lambda: calls.append(layer.weight.data.dtype))
+    assert set(calls) == {np.dtype(np.float64)}
+    assert layer.weight.data.dtype == np.float32  # the layer is given back unchanged
     # 1 analytic forward + 2 per entry of x (2) and of every parameter (4 + 2).
     assert len(calls) == 1 + 2 * (2 + 4 + 2)
 
@@ -109,5 +111,34 @@ def test_gradcheck_layer_runs_a_device_layer_on_the_cpu(xp):
     dout = xp.asarray(rng.standard_normal((4, 2)))
     errors = gradcheck_layer(layer, x, dout=dout)
     assert max(errors.values()) < 1e-6, errors
-    assert type(layer.weight.data) is np.ndarray and layer.weight.data.dtype == np.float64
-    assert type(layer.weight.grad) is np.ndarray
+    # ... and is given back on its own device, in its own dtype
+    assert type(layer.weight.data) is type(x) and layer.weight.data.dtype == np.float32
+    assert type(layer.weight.grad) is type(x)
+
+
+def test_the_checked_layer_is_left_exactly_as_it_was():
+    """float32 weights, BatchNorm running statistics, gradients, cache and Dropout's generator
+    are all back after the check (it used to leave the layer float64 with new statistics)."""
+    rng = np.random.default_rng(0)
+    net = L.Sequential(L.Linear(4, 5, rng=rng), L.BatchNorm1d(5), L.Dropout(0.3, rng=1),
+                       L.Linear(5, 2, rng=rng)).astype(np.float32)
+    x = rng.standard_normal((6, 4)).astype(np.float32)
+    net.backward(net(x) * 0 + 1)            # some gradients and a cache to keep
+    before_state = {k: v.copy() for k, v in net.state_dict().items()}
+    before_grads = [p.grad.copy() for p in net.parameters()]
+    before_extra = net.extra_state_dict()
+    dropout = net[2]
+
+    def fix_mask():
+        dropout.rng = np.random.default_rng(5)
+
+    gradcheck_layer(net, x, before_forward=fix_mask)
+    after = net.state_dict()
+    for key, value in before_state.items():
+        assert after[key].dtype == value.dtype == np.float32, key
+        np.testing.assert_array_equal(after[key], value, err_msg=key)
+    for p, grad in zip(net.parameters(), before_grads):
+        np.testing.assert_array_equal(p.grad, grad)
+        assert p.grad.dtype == np.float32
+    assert net.extra_state_dict() == before_extra
+    net.backward(np.ones((6, 2), np.float32))   # the cache of the last forward is still there
