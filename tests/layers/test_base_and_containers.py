@@ -308,3 +308,19 @@ def test_check_input_messages():
         layer._check_input(np.ones((2, 4)), 2, channels=3)
     with pytest.raises(ValueError, match="expected an array, got list"):
         layer._check_input([1], 2)
+
+
+def test_a_torch_state_dict_with_num_batches_tracked_loads_with_a_note():
+    torch = pytest.importorskip("torch")
+    tnet = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    tnet.train()
+    tnet(torch.randn(5, 4))                     # running statistics move, the counter counts
+    state = tnet.state_dict()
+    assert "1.num_batches_tracked" in state
+    net = L.Sequential(L.Linear(4, 3), L.BatchNorm1d(3))
+    with pytest.warns(UserWarning, match=r"ignored 1 PyTorch-only entries \(1.num_batches_tracked"):
+        net.load_state_dict(state)
+    for key, value in net.state_dict().items():
+        np.testing.assert_allclose(value, state[key].numpy(), rtol=1e-6, err_msg=key)
+    with pytest.raises(KeyError, match="unexpected keys.*'1.other'"):  # others still refused
+        net.load_state_dict({**net.state_dict(), "1.other": np.zeros(1)})

@@ -197,3 +197,32 @@ def test_state_dict_round_trip(name):
     np.testing.assert_array_equal(target(x), source(x))
     for key, value in target.state_dict().items():
         np.testing.assert_array_equal(value, state[key])
+
+
+NON_FLOAT = {"int": np.int64, "bool": np.bool_, "uint8": np.uint8}
+
+
+@pytest.mark.parametrize("kind", NON_FLOAT)
+@pytest.mark.parametrize("name", IDS)
+def test_non_float_input_is_refused_naming_the_layer(name, kind):
+    """The one dtype rule: integer, bool and uint8 input is refused (weights follow the input's
+    dtype, so it used to truncate them, or wrap uint8 images around, without a word)."""
+    case = CASES[name]
+    layer = case.make(np.random.default_rng(0))
+    x = (np.abs(_input(case.shape)) * 100).astype(NON_FLOAT[kind])
+    with pytest.raises(TypeError, match=rf"^{re.escape(layer.describe())}: input must be a "
+                                        r"floating-point array.*x.astype\(np.float32\)"):
+        layer(x)
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_extra_state_round_trip(name):
+    """Layers with state outside ``state_dict`` (Dropout's generator) hand it over through
+    ``extra_state_dict``: a copy loaded with it continues with the same random draws."""
+    case = CASES[name]
+    source, target = case.make(np.random.default_rng(0)), case.make(np.random.default_rng(0))
+    x = _input(case.shape)
+    source(x)                                  # advance any generator
+    target.load_state_dict(source.state_dict())
+    target.load_extra_state_dict(source.extra_state_dict())
+    np.testing.assert_array_equal(target(x), source(x))
