@@ -93,14 +93,19 @@ def _cell(key: str, value) -> str:
 
 def markdown_table(study: Study, found) -> str:
     """Runs as rows; each column of the study as "ours" then "the report"."""
-    head = ["run", "data set", "epochs"]
+    # The width a run trained at (it differs from the run's name under --narrow).
+    widths = any("--num-filters" in (*study.settings, *r["run"].argv) for r in found)
+    head = ["run", "data set", "epochs"] + (["width trained"] if widths else [])
     for key in study.columns:
         head += [f"{LABELS.get(key, key)}", "report"]
-    lines = ["| " + " | ".join(head) + " |", "| --- | --- | ---: |" + " ---: |" * (2 * len(study.columns))]
+    lines = ["| " + " | ".join(head) + " |",
+             "| --- | --- |" + " ---: |" * (len(head) - 2)]
     for r in found:
         m, run = r["metrics"], r["run"]
         cells = [f"{run.name} ({run.label})", r["config"].get("dataset", "?"),
                  str(m.get("epochs", "—"))]
+        if widths:
+            cells.append(str(r["config"].get("num_filters", "?")))
         for key in study.columns:
             cells += [_cell(key, m.get(key)), _cell(key, run.report.get(key))]
         lines.append("| " + " | ".join(cells) + " |")
