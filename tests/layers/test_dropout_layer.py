@@ -130,3 +130,29 @@ def test_eval_matches_torch(dtype):
     assert y.dtype == dtype and dx.dtype == dtype
     np.testing.assert_array_equal(y, yt.detach().numpy())
     np.testing.assert_array_equal(dx, xt.grad.numpy())
+
+
+def test_the_mask_is_made_where_x_lives_from_one_seed(xp, monkeypatch):
+    """Only a 64-bit seed comes from the host: the mask is hashed on x's device, so no
+    mask is copied host -> device on a GPU, and every device computes the same bits."""
+    from minidl.functional import dropout as F
+
+    def no_transfer(*args, **kwargs):
+        raise AssertionError("dropout copied an array between devices")
+
+    monkeypatch.setattr(backend, "to_device", no_transfer)
+    keep = F.dropout_mask((50, 40), 0.25, 2 ** 63 + 12345, xp)
+    assert type(keep) is type(xp.zeros(1)) and keep.dtype == bool
+    np.testing.assert_array_equal(backend.asnumpy(keep),
+                                  backend.asnumpy(F.dropout_mask((50, 40), 0.25, 2 ** 63 + 12345, np)))
+    assert abs(float(keep.mean()) - 0.75) < 0.03           # 2,000 draws: > 4 sigma
+    other = F.dropout_mask((50, 40), 0.25, 2 ** 63 + 12346, xp)
+    assert 0.3 < float((keep == other).mean()) < 0.9        # another seed, another mask
+    layer = L.Dropout(0.5, rng=3)
+    layer(xp.ones((6, 7), dtype=xp.float32))                # the layer does not copy either
+
+
+def test_functional_dropout_refuses_non_float_input():
+    from minidl.functional.dropout import dropout_forward
+    with pytest.raises(TypeError, match="dropout_forward: input must be a floating-point"):
+        dropout_forward(np.ones((2, 3), dtype=np.int64), 0.5, seed=0)
