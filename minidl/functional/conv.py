@@ -10,22 +10,28 @@ share one signature and return the same numbers; ``method`` picks one:
 Shapes: x: (N, C, H, W), w: (F, C/groups, kh, kw), b: (F,) or None, out: (N, F, Ho, Wo) with
 ``Ho = (H + 2*ph - dh*(kh-1) - 1) // sh + 1`` (likewise Wo). Below, ``Cg = C/groups``,
 ``Fg = F/groups``, ``Hp, Wp`` is the padded input and ``K = Cg*kh*kw`` is the patch length.
+A batch of zero images is valid: empty outputs and zero weight gradients.
 
 Cost of forward or backward (each algorithm's docstring explains it), with ``L = Ho*Wo``:
 
     method  time                                              memory kept for backward
-    loops   N*F*L Python iterations, O(N*F*K*L) in total      O(N*C*Hp*Wp)
-    im2col  O(N*C*kh*kw*L) copy + O(N*F*K*L) in BLAS          O(N*C*kh*kw*L) patch matrix
+    loops   N*F*L Python iterations, O(N*F*K*L) in total      O(N*C*Hp*Wp) padded input
+    im2col  O(N*C*kh*kw*L) copy + O(N*F*K*L) in BLAS          none (x itself is referenced);
+                                                              O(N*C*kh*kw*L) patch matrix
+                                                              with ``keep_patches=True``
     fft     O((N*C + F*Cg + N*F) * Hp*Wp*log(Hp*Wp))          O((N*C + F*Cg) * Hp*Wp) spectra
             + O(N*F*Cg*Hp*Wp) spectral products
 """
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
+import numpy as np
+
 from .. import backend
-from .._shapes import conv_output_size, pair, positive_int
-from ._windows import crop_hw, pad_hw, window_slice
+from .._shapes import conv_output_size, float_input, pair, positive_int
+from ._windows import Tap, clipped_taps, crop_hw, pad_hw
 
 METHODS = ("loops", "im2col", "fft")
 
@@ -59,22 +65,38 @@ class ConvGeometry(NamedTuple):
 
 
 class ConvCache(NamedTuple):
-    """What ``conv2d_forward`` hands to ``conv2d_backward``; ``saved`` depends on the method."""
+    """What ``conv2d_forward`` hands to ``conv2d_backward``.
+
+    ``saved`` depends on the method:
+
+    - loops: ``(x_pad, w)``, the zero-padded input (x itself without padding) and the weight;
+    - im2col: ``(x, w)``, the input itself (not a copy: do not modify it before the
+      backward), whose patches the backward rebuilds block by block; or, when
+      ``patches_kept``, ``(patches, w)`` with the whole (N, C, kh, kw, Ho, Wo) patch matrix;
+    - fft: ``(x_spec, w_spec)``, the spectra of the padded input (N, G, Cg, Hp, Wp//2+1) and
+      of the dilated kernel (G, Fg, Cg, Hp, Wp//2+1).
+
+    ``w`` is cast to the input's ``dtype``; ``has_bias`` says whether a ``db`` is due.
+    """
 
     method: str
     geom: ConvGeometry
     dtype: object
     has_bias: bool
+    patches_kept: bool
     saved: tuple
 
 
 # ---------------------------------------------------------------------------- public API
-def conv2d_forward(x, w, b, stride=1, padding=0, dilation=1, groups=1, method="im2col"):
+def conv2d_forward(x, w, b, stride=1, padding=0, dilation=1, groups=1, method="im2col",
+                   keep_patches=False):
     """Convolve ``x`` with ``w`` (plus bias ``b``); return ``(out, cache)`` for the backward.
 
     x: (N, C, H, W), w: (F, C/groups, kh, kw), b: (F,) or None -> out: (N, F, Ho, Wo).
     stride, padding, dilation: int or (h, w) pair. method: "loops" | "im2col" | "fft".
-    The output has the dtype of ``x``; ``w`` and ``b`` are cast to it.
+    x must be a floating-point array; the output has its dtype (``w`` and ``b`` are cast).
+    keep_patches: im2col only; keep the (N, C*kh*kw, Ho*Wo) patch matrix in the cache so
+    the backward pass need not rebuild it: a little faster, kh*kw times the input's memory.
     """
     if method not in METHODS:
         raise ValueError(f"conv2d_forward: unknown method {method!r}; expected one of {METHODS}")
@@ -82,12 +104,17 @@ def conv2d_forward(x, w, b, stride=1, padding=0, dilation=1, groups=1, method="i
                          w.shape if hasattr(w, "shape") else None,
                          None if b is None else tuple(b.shape),
                          stride, padding, dilation, groups)
+    float_input(x, "conv2d_forward", "x")
     w = w.astype(x.dtype, copy=False)
     b = None if b is None else b.astype(x.dtype, copy=False)
-    out, saved = _FORWARD[method](x, w, geom)
-    if b is not None:
-        out += b.reshape(1, -1, 1, 1)  # out is freshly allocated, so in place is safe
-    return out, ConvCache(method, geom, x.dtype, b is not None, saved)
+    keep_patches = bool(keep_patches) and method == "im2col"
+    if method == "im2col":  # adds the bias block by block, while each block is in cache
+        out, saved = _im2col_forward(x, w, b, geom, keep_patches)
+    else:
+        out, saved = _FORWARD[method](x, w, geom)
+        if b is not None:
+            out += b.reshape(1, -1, 1, 1)  # out is freshly allocated, so in place is safe
+    return out, ConvCache(method, geom, x.dtype, b is not None, keep_patches, saved)
 
 
 def conv2d_backward(dout, cache):
@@ -217,76 +244,210 @@ def _loops_backward(dout, saved, geom: ConvGeometry):
 
 
 # ---------------------------------------------------------------------------- im2col
-def _im2col(x_pad, geom: ConvGeometry):
-    """Serialise every patch into a column: (groups, Cg*kh*kw, N*Ho*Wo).
+# Patch matrices are built a block of images at a time into one reused buffer, and each
+# block meets the filters in one GEMM. With a single-threaded BLAS the block is sized to stay
+# in cache while the GEMM reads it. A threaded BLAS hands every call to its worker threads
+# and back, which costs little on an idle machine but a scheduler time slice per call on a
+# busy one, so it gets fewer, larger blocks. A GPU prefers a few large kernels.
+CPU_BLOCK_BYTES = {False: 2 << 20, True: 24 << 20}  # by whether BLAS runs threaded
+GPU_BLOCK_BYTES = 256 << 20
 
-    Rows are ordered (c, p, q) with c outermost, so each group's rows form one block; columns
-    are ordered (n, i, j), so the whole batch shares one matrix. ``as_strided`` presents the
-    patches as a view without copying (tap (p, q) of output pixel (i, j) is input row
-    ``i*sh + p*dh``); one ``ascontiguousarray`` then writes the matrix.
+
+def blas_threaded() -> bool:
+    """Whether BLAS may split a GEMM across threads: it does unless the usual environment
+    variables (read by OpenBLAS, MKL and OpenMP) ask for one thread, or there is one CPU."""
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value:
+            return value != "1"
+    return (os.cpu_count() or 1) > 1
+
+
+class Sweep(NamedTuple):
+    """A kernel swept over a source grid: what building its patch matrix needs."""
+
+    kernel: tuple[int, int]
+    out_hw: tuple[int, int]
+    taps: list[Tap]
+
+
+def _forward_sweep(geom: ConvGeometry) -> Sweep:
+    """The forward window over x: output (i, j) tap (p, q) reads x[i*sh + p*dh - ph, ...]."""
+    kernel, out_hw = (geom.kh, geom.kw), (geom.Ho, geom.Wo)
+    return Sweep(kernel, out_hw, clipped_taps((geom.H, geom.W), out_hw, kernel, geom.stride,
+                                              geom.padding, geom.dilation))
+
+
+def _input_grad_sweep(geom: ConvGeometry) -> Sweep:
+    """At stride 1, dx is a correlation of dout with the flipped kernel: x pixel y received
+    ``dout[y - p*dh + ph] * w[p]``, i.e. ``dout[y + p'*dh - ph']`` with ``p' = kh-1-p`` and
+    padding ``ph' = dh*(kh-1) - ph`` (negative padding crops)."""
+    (dh, dw), (ph, pw) = geom.dilation, geom.padding
+    padding = (dh * (geom.kh - 1) - ph, dw * (geom.kw - 1) - pw)
+    kernel, out_hw = (geom.kh, geom.kw), (geom.H, geom.W)
+    return Sweep(kernel, out_hw, clipped_taps((geom.Ho, geom.Wo), out_hw, kernel, (1, 1),
+                                              padding, geom.dilation))
+
+
+def _fill_patches(patches, src, taps):
+    """Copy the windows of src: (m, C, Hs, Ws) into patches: (C, kh, kw, m, Ho, Wo), one
+    strided copy per tap. Entries whose tap falls on the padding are not written: they
+    stay zero from the buffer's allocation, the same entries for every block."""
+    src = src.transpose(1, 0, 2, 3)
+    for t in taps:
+        patches[:, t.row, t.col, :, t.out[0], t.out[1]] = src[:, :, t.src[0], t.src[1]]
+
+
+def _add_patches(dsrc, dpatches, taps):
+    """The adjoint of ``_fill_patches``: add each patch entry's gradient to the pixel it was
+    read from (taps may overlap when stride < kernel: their sums accumulate)."""
+    dsrc = dsrc.transpose(1, 0, 2, 3)
+    for t in taps:
+        dsrc[:, :, t.src[0], t.src[1]] += dpatches[:, t.row, t.col, :, t.out[0], t.out[1]]
+
+
+def _images_per_block(N: int, C: int, sweep: Sweep, xp, itemsize: int) -> int:
+    """How many images' patch matrices fit the block budget (at least one)."""
+    (kh, kw), (Ho, Wo) = sweep.kernel, sweep.out_hw
+    per_image = C * kh * kw * Ho * Wo * itemsize
+    budget = CPU_BLOCK_BYTES[blas_threaded()] if xp is np else GPU_BLOCK_BYTES
+    return max(1, min(N, budget // max(per_image, 1)))
+
+
+def _blocks(N: int, nb: int):
+    """(n0, n1) bounds of consecutive blocks of ``nb`` images covering N."""
+    return ((n0, min(N, n0 + nb)) for n0 in range(0, N, nb))
+
+
+def _patch_blocks(src, sweep: Sweep, fresh=False):
+    """Yield ``(n0, n1, patches)`` for consecutive blocks of images: the patches of
+    src[n0:n1] as (C, kh, kw, n1-n0, Ho, Wo), columns ordered (n, i, j). They are written into
+    one reused buffer, or into a new array per block when ``fresh`` (to keep them all)."""
+    xp = backend.get_array_module(src)
+    N, C = src.shape[:2]
+    nb = _images_per_block(N, C, sweep, xp, src.itemsize)
+    buffer = None
+    for n0, n1 in _blocks(N, nb):
+        shape = (C,) + sweep.kernel + (n1 - n0,) + sweep.out_hw
+        if fresh or buffer is None or buffer.shape != shape:
+            buffer = xp.zeros(shape, dtype=src.dtype)
+        _fill_patches(buffer, src[n0:n1], sweep.taps)
+        yield n0, n1, buffer
+
+
+def _reuse(buffer, shape, like):
+    """``buffer`` if it has ``shape``, else a new uninitialised array (dtype and module of
+    ``like``): blocks share one buffer, except a smaller last block."""
+    if buffer is not None and buffer.shape == shape:
+        return buffer
+    return backend.get_array_module(like).empty(shape, dtype=like.dtype)
+
+
+def _to_rows(block, G: int):
+    """A view of a block (m, G*R, Ho, Wo) in the patches' order: (G, R, m, Ho*Wo)."""
+    m = block.shape[0]
+    return block.reshape(m, G, -1, block.shape[2] * block.shape[3]).transpose(1, 2, 0, 3)
+
+
+def _rows_of(block, G: int, buffer=None):
+    """A block (m, G*R, Ho, Wo) copied into the (G, R, m*Ho*Wo) matrices that meet the
+    patches in a GEMM (into ``buffer`` when it has the right shape)."""
+    rows = _to_rows(block, G)
+    out = _reuse(buffer, rows.shape[:2] + (rows.shape[2] * rows.shape[3],), block)
+    out.reshape(rows.shape)[...] = rows
+    return out
+
+
+def _correlate(src, w_mat, b, sweep: Sweep, keep_patches=False):
+    """``out = w_mat @ patches(src)`` per group, block by block. src: (N, C, Hs, Ws),
+    w_mat: (G, Fg, Cg*kh*kw), b: (F,) or None -> out: (N, F, Ho, Wo). Returns
+    ``(out, kept)``: kept is the list of every block's patches when ``keep_patches``.
     """
-    xp = backend.get_array_module(x_pad)
-    (sh, sw), (dil_h, dil_w) = geom.stride, geom.dilation
-    sN, sC, sH, sW = x_pad.strides
-    patches = xp.lib.stride_tricks.as_strided(
-        x_pad, shape=(geom.C, geom.kh, geom.kw, geom.N, geom.Ho, geom.Wo),
-        strides=(sC, dil_h * sH, dil_w * sW, sN, sh * sH, sw * sW))
-    return xp.ascontiguousarray(patches).reshape(geom.groups, -1, geom.N * geom.Ho * geom.Wo)
+    xp = backend.get_array_module(src)
+    G, Fg, Kg = w_mat.shape
+    out = xp.empty((src.shape[0], G * Fg) + sweep.out_hw, dtype=src.dtype)
+    kept = [] if keep_patches else None
+    prod = None
+    for n0, n1, patches in _patch_blocks(src, sweep, fresh=keep_patches):
+        patches = patches.reshape(G, Kg, -1)
+        prod = _reuse(prod, (G, Fg, patches.shape[-1]), src)
+        xp.matmul(w_mat, patches, out=prod)
+        rows = _to_rows(out[n0:n1], G)  # out's block, viewed in the GEMM's (g, f, n, i, j) order
+        if b is None:
+            rows[...] = prod.reshape(rows.shape)
+        else:  # add the bias while the block is in cache
+            xp.add(prod.reshape(rows.shape), b.reshape(G, Fg, 1, 1), out=rows)
+        if keep_patches:
+            kept.append(patches)
+    return out, kept
 
 
-def _im2col_forward(x, w, geom: ConvGeometry):
-    """Convolution as one matrix product per group (Chellapilla, Puri & Simard, 2006,
+def _im2col_forward(x, w, b, geom: ConvGeometry, keep_patches=False):
+    """Convolution as matrix products over patch matrices (Chellapilla, Puri & Simard, 2006,
     "High Performance Convolutional Neural Networks for Document Processing").
 
-    With the patch matrix cols: (G, Cg*kh*kw, N*Ho*Wo) and the filters as (G, Fg, Cg*kh*kw),
-    ``out[g] = W[g] @ cols[g]`` covers the whole batch in one GEMM per group: a few large
-    products keep BLAS efficient (one GEMM per sample would synchronise its threads N times).
-    The (F, N) result is transposed to (N, F, Ho, Wo), a copy the size of the output.
-    Time: O(N*C*kh*kw*Ho*Wo) to copy patches plus O(N*F*Cg*kh*kw*Ho*Wo) multiply-adds in BLAS.
-    Memory: O(N*C*kh*kw*Ho*Wo), kh*kw times the input at stride 1, cached for the backward.
+    A block of m images' patches forms a (C*kh*kw, m*Ho*Wo) matrix, rows ordered (c, p, q)
+    so that each group's rows are one block; ``out[g] = W[g] @ patches[g]`` with the filters
+    as (G, Fg, Cg*kh*kw). Patches are copied straight from x, one strided slice per tap, into
+    a cache-sized buffer reused block after block; the padding is never materialised (its
+    entries stay zero). Time: O(N*C*kh*kw*Ho*Wo) copies plus O(N*F*Cg*kh*kw*Ho*Wo)
+    multiply-adds in BLAS. Memory: one block, plus, only with ``keep_patches``, every
+    block's patches (kh*kw times the input at stride 1).
     """
-    xp = backend.get_array_module(x)
     G = geom.groups
-    cols = _im2col(_pad(x, geom), geom)                        # (G, K, N*L)
-    out = w.reshape(G, geom.F // G, -1) @ cols                 # (G, Fg, N*L)
-    out = out.reshape(geom.F, geom.N, geom.Ho, geom.Wo).transpose(1, 0, 2, 3)
-    return xp.ascontiguousarray(out), (cols, w)
+    out, kept = _correlate(x, w.reshape(G, geom.F // G, -1), b, _forward_sweep(geom),
+                           keep_patches)
+    return out, (kept if keep_patches else x, w)
 
 
 def _im2col_backward(dout, saved, geom: ConvGeometry):
-    """dW reuses the cached patch matrix: ``dW[g] = dout[g] @ cols[g]^T`` (one GEMM per group).
+    """``dW[g] = dout[g] @ patches[g]^T`` summed over blocks, the patches rebuilt block by
+    block from x (or read from the kept list); and dx:
 
-    dx is col2im of ``W^T @ dout``, built one kernel row p at a time: rows (c, p, q) of the
-    column gradient, for every c and q, are a (Cg*kw, Fg) @ (Fg, N*Ho*Wo) GEMM per group;
-    each tap's block is then summed into the strided window of the padded input that the tap
-    read (overlapping patches add up). Only 1/kh of the (C*kh*kw, N*Ho*Wo) column gradient
-    exists at a time, and there are only kh GEMMs, each big enough to keep BLAS efficient.
-    Time: O(N*F*Cg*kh*kw*Ho*Wo) multiply-adds for each of dW and dx.
-    Memory: O(N*C*kw*Ho*Wo) for one kernel row of the column gradient.
+    - stride 1 (and F <= 2C): the correlation of dout with the flipped, transposed kernel,
+      by the same blocked patch-matrix GEMMs as the forward pass (no scatter at all);
+    - otherwise: ``W^T @ dout`` per block, each tap's column gradient added back onto the
+      input pixels it read (col2im).
+    Time: O(N*F*Cg*kh*kw*Ho*Wo) multiply-adds for each of dW and dx, plus the copies.
+    Memory: one block of patches besides dx.
     """
-    cols, w = saved
-    xp = backend.get_array_module(cols)
-    G, N, L = geom.groups, geom.N, geom.Ho * geom.Wo
+    source, w = saved
+    xp = backend.get_array_module(dout)
+    G, N = geom.groups, geom.N
     Fg, Cg = geom.F // G, geom.C // G
-    dil_h, dil_w = geom.dilation
-    dout_mat = xp.ascontiguousarray(dout.transpose(1, 0, 2, 3)).reshape(G, Fg, N * L)
-    # (K, N*L) @ (N*L, Fg) rather than its transpose: BLAS splits the larger output dimension
-    # across threads, which stays fast when other processes compete for the cores.
-    dW = (cols @ dout_mat.swapaxes(-1, -2)).swapaxes(-1, -2).reshape(w.shape)
+    Kg = Cg * geom.kh * geom.kw
+    sweep = _forward_sweep(geom)
+    if isinstance(source, list):  # the kept patches, block by block
+        nb = _images_per_block(N, geom.C, sweep, xp, dout.itemsize)
+        blocks = ((n0, n1, p) for (n0, n1), p in zip(_blocks(N, nb), source))
+    else:
+        blocks = _patch_blocks(source, sweep)
+    dW_t = xp.zeros((G, Kg, Fg), dtype=dout.dtype)
+    d_rows = None
+    for n0, n1, patches in blocks:
+        d_rows = _rows_of(dout[n0:n1], G, d_rows)
+        # (Kg, m*L) @ (m*L, Fg): the long axis is the one summed over.
+        dW_t += xp.matmul(patches.reshape(G, Kg, -1), d_rows.swapaxes(-1, -2))
+    dW = xp.ascontiguousarray(dW_t.swapaxes(-1, -2)).reshape(w.shape)
 
-    w_rows = w.reshape(G, Fg, Cg, geom.kh, geom.kw)
-    dx_pad = xp.zeros((geom.C, N) + geom.padded, dtype=cols.dtype)  # channel-major, like cols
-    dcols_row = xp.empty((G, Cg * geom.kw, N * L), dtype=cols.dtype)  # reused for every row
-    taps = dcols_row.reshape(geom.C, geom.kw, N, geom.Ho, geom.Wo)     # a view of it
-    for p in range(geom.kh):
-        w_p = w_rows[:, :, :, p, :].reshape(G, Fg, Cg * geom.kw)
-        xp.matmul(w_p.swapaxes(-1, -2), dout_mat, out=dcols_row)
-        for q in range(geom.kw):
-            # Tap (p, q) of the dilated kernel reads the input ``dilation`` apart.
-            window = window_slice(p * dil_h, q * dil_w, geom.stride, (geom.Ho, geom.Wo))
-            dx_pad[window] += taps[:, q]
-    dx = _crop(dx_pad, geom).transpose(1, 0, 2, 3)
-    return xp.ascontiguousarray(dx), dW
+    w_mat = w.reshape(G, Fg, Kg)
+    # The correlation copies F*kh*kw values per pixel, col2im adds back C*kh*kw (an add costs
+    # about two copies): at F = C the correlation took half col2im's time, at 3 -> 64 twice.
+    if geom.stride == (1, 1) and geom.F <= 2 * geom.C:
+        w_flip = w_mat.reshape(G, Fg, Cg, geom.kh, geom.kw)[..., ::-1, ::-1]
+        w_flip = w_flip.transpose(0, 2, 1, 3, 4).reshape(G, Cg, Fg * geom.kh * geom.kw)
+        dx, _ = _correlate(dout, w_flip, None, _input_grad_sweep(geom))
+        return dx, dW
+    dx = xp.zeros((N, geom.C, geom.H, geom.W), dtype=dout.dtype)
+    nb = _images_per_block(N, geom.C, sweep, xp, dout.itemsize)
+    d_rows = dpatches = None
+    for n0, n1 in _blocks(N, nb):
+        d_rows = _rows_of(dout[n0:n1], G, d_rows)
+        dpatches = _reuse(dpatches, (G, Kg, d_rows.shape[-1]), dout)
+        xp.matmul(w_mat.swapaxes(-1, -2), d_rows, out=dpatches)
+        _add_patches(dx[n0:n1], dpatches.reshape((geom.C,) + sweep.kernel + (n1 - n0,)
+                                                 + sweep.out_hw), sweep.taps)
+    return dx, dW
 
 
 # ---------------------------------------------------------------------------- FFT
@@ -318,7 +479,7 @@ def _fft_forward(x, w, geom: ConvGeometry):
     G, (Hp, Wp), (khd, kwd) = geom.groups, geom.padded, geom.dilated_kernel
     x_spec = xp.fft.rfft2(_pad(x, geom))                          # (N, C, Hp, Wp//2+1)
     w_spec = xp.fft.rfft2(_dilate_kernel(w, geom), s=(Hp, Wp))    # zero-padded to (Hp, Wp)
-    x_spec = x_spec.reshape((geom.N, G, -1) + x_spec.shape[-2:])  # (N, G, Cg, Hp, Wq)
+    x_spec = x_spec.reshape((geom.N, G, geom.C // G) + x_spec.shape[-2:])  # (N,G,Cg,Hp,Wq)
     w_spec = w_spec.reshape((G, -1) + w_spec.shape[-3:])          # (G, Fg, Cg, Hp, Wq)
     out_spec = xp.einsum("ngcuv,gfcuv->ngfuv", x_spec, w_spec.conj())
     full = xp.fft.irfft2(out_spec.reshape((geom.N, geom.F) + out_spec.shape[-2:]), s=(Hp, Wp))
@@ -343,7 +504,7 @@ def _fft_backward(dout, saved, geom: ConvGeometry):
     dfull = xp.zeros((geom.N, geom.F, Hp, Wp), dtype=dout.dtype)
     dfull[:, :, :Hp - khd + 1:sh, :Wp - kwd + 1:sw] = dout
     d_spec = xp.fft.rfft2(dfull)
-    d_spec = d_spec.reshape((geom.N, G, -1) + d_spec.shape[-2:])   # (N, G, Fg, Hp, Wq)
+    d_spec = d_spec.reshape((geom.N, G, geom.F // G) + d_spec.shape[-2:])  # (N, G, Fg, Hp, Wq)
 
     dx_spec = xp.einsum("ngfuv,gfcuv->ngcuv", d_spec, w_spec)
     dx_pad = xp.fft.irfft2(dx_spec.reshape((geom.N, geom.C) + dx_spec.shape[-2:]), s=(Hp, Wp))
@@ -355,5 +516,5 @@ def _fft_backward(dout, saved, geom: ConvGeometry):
             xp.ascontiguousarray(dW).astype(dtype, copy=False))
 
 
-_FORWARD = {"loops": _loops_forward, "im2col": _im2col_forward, "fft": _fft_forward}
+_FORWARD = {"loops": _loops_forward, "fft": _fft_forward}  # im2col also takes the bias
 _BACKWARD = {"loops": _loops_backward, "im2col": _im2col_backward, "fft": _fft_backward}
