@@ -72,7 +72,8 @@ class ConvCache(NamedTuple):
     - loops: ``(x_pad, w)``, the zero-padded input (x itself without padding) and the weight;
     - im2col: ``(x, w)``, the input itself (not a copy: do not modify it before the
       backward), whose patches the backward rebuilds block by block; or, when
-      ``patches_kept``, ``(patches, w)`` with the whole (N, C, kh, kw, Ho, Wo) patch matrix;
+      ``patches_kept``, ``(patches, w)``: the list of every block's patch matrix
+      (G, Cg*kh*kw, m*Ho*Wo), columns ordered (n, i, j), kh*kw times the input at stride 1;
     - fft: ``(x_spec, w_spec)``, the spectra of the padded input (N, G, Cg, Hp, Wp//2+1) and
       of the dilated kernel (G, Fg, Cg, Hp, Wp//2+1).
 
@@ -95,8 +96,9 @@ def conv2d_forward(x, w, b, stride=1, padding=0, dilation=1, groups=1, method="i
     x: (N, C, H, W), w: (F, C/groups, kh, kw), b: (F,) or None -> out: (N, F, Ho, Wo).
     stride, padding, dilation: int or (h, w) pair. method: "loops" | "im2col" | "fft".
     x must be a floating-point array; the output has its dtype (``w`` and ``b`` are cast).
-    keep_patches: im2col only; keep the (N, C*kh*kw, Ho*Wo) patch matrix in the cache so
-    the backward pass need not rebuild it: a little faster, kh*kw times the input's memory.
+    keep_patches: im2col only; keep the patch matrix (kh*kw times the input's memory) in the
+    cache so that the backward pass need not rebuild it. On a CPU the rebuild, block by block
+    in cache, costs about as much as reading the kept matrix back, so it is off by default.
     """
     if method not in METHODS:
         raise ValueError(f"conv2d_forward: unknown method {method!r}; expected one of {METHODS}")
@@ -107,14 +109,14 @@ def conv2d_forward(x, w, b, stride=1, padding=0, dilation=1, groups=1, method="i
     float_input(x, "conv2d_forward", "x")
     w = w.astype(x.dtype, copy=False)
     b = None if b is None else b.astype(x.dtype, copy=False)
-    keep_patches = bool(keep_patches) and method == "im2col"
     if method == "im2col":  # adds the bias block by block, while each block is in cache
-        out, saved = _im2col_forward(x, w, b, geom, keep_patches)
+        out, saved = _im2col_forward(x, w, b, geom, bool(keep_patches))
     else:
         out, saved = _FORWARD[method](x, w, geom)
         if b is not None:
             out += b.reshape(1, -1, 1, 1)  # out is freshly allocated, so in place is safe
-    return out, ConvCache(method, geom, x.dtype, b is not None, keep_patches, saved)
+    patches_kept = method == "im2col" and isinstance(saved[0], list)
+    return out, ConvCache(method, geom, x.dtype, b is not None, patches_kept, saved)
 
 
 def conv2d_backward(dout, cache):
@@ -247,8 +249,8 @@ def _loops_backward(dout, saved, geom: ConvGeometry):
 # Patch matrices are built a block of images at a time into one reused buffer, and each
 # block meets the filters in one GEMM. With a single-threaded BLAS the block is sized to stay
 # in cache while the GEMM reads it. A threaded BLAS hands every call to its worker threads
-# and back, which costs little on an idle machine but a scheduler time slice per call on a
-# busy one, so it gets fewer, larger blocks. A GPU prefers a few large kernels.
+# and back, which costs little on an idle machine but up to a scheduler time slice per
+# hand-off on a busy one, so it gets fewer, larger blocks. A GPU prefers a few large kernels.
 CPU_BLOCK_BYTES = {False: 2 << 20, True: 24 << 20}  # by whether BLAS runs threaded
 GPU_BLOCK_BYTES = 256 << 20
 
@@ -352,6 +354,8 @@ def _to_rows(block, G: int):
 def _rows_of(block, G: int, buffer=None):
     """A block (m, G*R, Ho, Wo) copied into the (G, R, m*Ho*Wo) matrices that meet the
     patches in a GEMM (into ``buffer`` when it has the right shape)."""
+    if block.shape[0] == 1:  # one image: already in that order
+        return block.reshape(G, block.shape[1] // G, -1)
     rows = _to_rows(block, G)
     out = _reuse(buffer, rows.shape[:2] + (rows.shape[2] * rows.shape[3],), block)
     out.reshape(rows.shape)[...] = rows
@@ -370,13 +374,19 @@ def _correlate(src, w_mat, b, sweep: Sweep, keep_patches=False):
     prod = None
     for n0, n1, patches in _patch_blocks(src, sweep, fresh=keep_patches):
         patches = patches.reshape(G, Kg, -1)
-        prod = _reuse(prod, (G, Fg, patches.shape[-1]), src)
-        xp.matmul(w_mat, patches, out=prod)
-        rows = _to_rows(out[n0:n1], G)  # out's block, viewed in the GEMM's (g, f, n, i, j) order
-        if b is None:
-            rows[...] = prod.reshape(rows.shape)
-        else:  # add the bias while the block is in cache
-            xp.add(prod.reshape(rows.shape), b.reshape(G, Fg, 1, 1), out=rows)
+        if n1 - n0 == 1:  # one image: the GEMM's (g, f, i, j) order is out's own
+            image = out[n0].reshape(G, Fg, -1)
+            xp.matmul(w_mat, patches, out=image)
+            if b is not None:
+                image += b.reshape(G, Fg, 1)
+        else:  # the GEMM's (g, f, n, i, j) order, copied into out's (n, g, f, i, j)
+            prod = _reuse(prod, (G, Fg, patches.shape[-1]), src)
+            xp.matmul(w_mat, patches, out=prod)
+            rows = _to_rows(out[n0:n1], G)
+            if b is None:
+                rows[...] = prod.reshape(rows.shape)
+            else:  # add the bias while the block is in cache
+                xp.add(prod.reshape(rows.shape), b.reshape(G, Fg, 1, 1), out=rows)
         if keep_patches:
             kept.append(patches)
     return out, kept
