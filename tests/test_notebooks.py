@@ -66,7 +66,7 @@ def test_notebook_executes(path):
     report = None
     try:
         client.execute(env=env)
-    except Exception as error:  # noqa: BLE001  (any failure becomes one readable report)
+    except Exception as error:  # a failing cell, a timeout, a dead kernel: one readable report
         if not current:  # the kernel did not start: pytest's own traceback says why
             raise
         report = _failure_report(path, current["index"], current["cell"], error)
