@@ -150,6 +150,7 @@ def test_quick_run_against_torch_both_kernel_paths(tmp_path):
         assert r["torch"]["memory_mib"] is not None
     assert png.stat().st_size > 0
     assert md.read_text().startswith("`python -m minidl.bench --quick")
+    assert "| vgg38-32 |" in md.read_text()
 
 
 @pytest.mark.slow

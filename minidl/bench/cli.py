@@ -186,7 +186,7 @@ def main(argv=None) -> int:
         else:
             report.write_json(results, args.json)
     if args.markdown:
-        Path(args.markdown).write_text(f"`{results['command']}`\n\n" + table)
+        Path(args.markdown).write_text(report.header(results) + table)
     if args.json != "-":
         print(table, end="")
     if args.plot:

@@ -113,6 +113,23 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def header(results: dict) -> str:
+    """Where, on what and under which load the table was measured (markdown, for files)."""
+    m, load = results["machine"], results.get("load_average") or {}
+    threads = ", ".join(f"{k}={v}" for k, v in m["threads_env"].items()) or "library defaults"
+    lines = [f"`{results['command']}`", "",
+             f"- minidl {m['minidl_commit'] or '(no git)'} from {m['minidl_source']}; "
+             f"finished {results['created']}",
+             f"- {m.get('cpu') or 'unknown CPU'}, {m['cpus']} CPUs; Python {m['python']}, "
+             f"NumPy {m['numpy']} ({m.get('blas') or 'BLAS unknown'}), numba {m['numba']}, "
+             f"torch {m['torch']} ({m['torch_threads']} threads)",
+             f"- threads: {threads}; 1-minute load average {_num(load.get('start'))} at the "
+             f"start, {_num(load.get('end'))} at the end",
+             f"- kernel paths: {', '.join(results['kernels'])}"
+             + ("; --quick (a smoke run, not a measurement)" if results["quick"] else ""), ""]
+    return "\n".join(lines) + "\n"
+
+
 def _kernels(r) -> str:
     return r["kernels"] + (" (numba)" if r["compiled"] else "")
 
