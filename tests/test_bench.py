@@ -200,3 +200,26 @@ def test_markdown_shows_dashes_where_torch_is_missing():
     line = report.markdown(results).splitlines()[2]
     assert line.startswith("| relu |") and line.endswith("| - | - | - | - | - | - |")
     assert np.isfinite(results["rows"][0]["gflops"])
+
+
+def test_compare_puts_the_ratios_of_each_file_side_by_side(tmp_path, capsys):
+    from minidl.bench import compare
+    case = cases.CASES["relu"]
+    paths = []
+    for name, ours, modes in (("old", 0.004, ["numpy"]), ("new", 0.001, ["numpy", "auto"])):
+        rows = [report.row(measure.Measurement(case, "layer", mode, mode == "auto",
+                                               samples=[(ours, ours)],
+                                               torch_samples=[(0.001, 0.001)],
+                                               memory_mib=2.0, torch_memory_mib=1.0),
+                           {"forward": 1, "backward": 1}, None) for mode in modes]
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"schema": "minidl.bench/1", "kernels": modes, "rows": rows}))
+        paths.append(str(path))
+    assert compare.main(paths) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("| case | impl | old numpy time | old numpy mem | new numpy time | "
+                        "new numpy mem | new auto time | new auto mem |")
+    assert lines[2] == "| relu | layer | 4.00x | 2.00x | 1.00x | 2.00x | 1.00x | 2.00x |"
+    with pytest.raises(SystemExit):
+        compare.main([paths[0], "--labels", "a", "b"])
+    assert "2 labels for 1 files" in capsys.readouterr().err

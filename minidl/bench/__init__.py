@@ -14,5 +14,6 @@ ratio is the ratio of the two medians. What is measured, through the public laye
 Files: ``cases.py`` (the named shapes and their FLOP counts), ``timing.py`` (interleaved
 timing and peak memory), ``torch_twins.py`` (the PyTorch side), ``step.py`` (the training
 step, and the fresh process that measures its peak memory), ``measure.py`` (one case, all
-contenders), ``report.py`` (rows, table, JSON, plot), ``cli.py`` (the command line).
+contenders), ``report.py`` (rows, table, JSON, plot), ``cli.py`` (the command line),
+``compare.py`` (the ratios of several runs side by side: before and after a change).
 """
