@@ -55,11 +55,11 @@ def run(opt, params, grads, steps):
     return history
 
 
-KWS = [dict(lr=0.05), dict(lr=0.02, kappa=2.0, mu=5.0, lam=0.3, momentum=0.0,
+KWS = [dict(lr=0.05, mu=10.0, lam=1.0), dict(lr=0.02, kappa=2.0, mu=5.0, lam=0.3, momentum=0.0,
                            weight_decay=1e-2)]
 
 
-@pytest.mark.parametrize("kw", KWS, ids=["defaults", "no-momentum-wd"])
+@pytest.mark.parametrize("kw", KWS, ids=["strong-coupling", "no-momentum-wd"])
 def test_matches_the_iteration_written_out(xp, kw):
     w0, grads = problem()
     params = [Parameter(xp.array(w)) for w in w0]
@@ -81,7 +81,7 @@ def test_the_reference_is_discriminating():
     """Some groups of Gamma are zero and some are not after the steps above: the shrinkage and
     the coupling both act, so a wrong threshold or a missing term would change the answer."""
     w0, grads = problem()
-    gamma = ref_dessilbi(w0[0], grads[0], lr=0.05)[-1][1]
+    gamma = ref_dessilbi(w0[0], grads[0], **KWS[0])[-1][1]
     zero_rows = np.all(gamma == 0, axis=1)
     assert zero_rows.any() and not zero_rows.all()
 
@@ -135,15 +135,15 @@ def test_non_sparse_parameters_take_the_plain_sgd_step():
 def test_state_dict_round_trip_continues_identically(xp):
     w0, grads = problem(seed=2)
     params = [Parameter(xp.array(w)) for w in w0]
-    straight = run(DessiLBI(params, lr=0.05), params, grads, range(STEPS))
+    straight = run(DessiLBI(params, lr=0.05, mu=10.0), params, grads, range(STEPS))
     params = [Parameter(xp.array(w)) for w in w0]
-    first = DessiLBI(params, lr=0.05)
+    first = DessiLBI(params, lr=0.05, mu=10.0)
     run(first, params, grads, range(3))
     buf = io.BytesIO()
     np.savez(buf, **first.state_dict())
     buf.seek(0)
     resumed_params = [Parameter(xp.array(p.data)) for p in params]
-    resumed = DessiLBI(resumed_params, lr=0.05)
+    resumed = DessiLBI(resumed_params, lr=0.05, mu=10.0)
     resumed.load_state_dict(np.load(buf))
     assert set(resumed.state[0]) == {"gamma", "z", "momentum_buffer"}
     rest = run(resumed, resumed_params, grads, range(3, STEPS))
@@ -163,7 +163,8 @@ def test_float32_stays_float32():
 def test_registered_with_build_optimizer_and_the_train_cli():
     assert "dessilbi" in optim.OPTIMIZERS
     opt = optim.build_optimizer("dessilbi", [Parameter(np.ones((2, 2)))], lr=0.01)
-    assert isinstance(opt, DessiLBI) and opt.mu == 10.0
+    assert isinstance(opt, DessiLBI)
+    assert (opt.kappa, opt.mu, opt.lam, opt.momentum) == (1.0, 0.01, 0.1, 0.9)
     from minidl.config import parse_config
     assert parse_config(["lenet5", "--optimizer", "dessilbi"]).optimizer == "dessilbi"
 
@@ -173,7 +174,7 @@ def test_registered_with_build_optimizer_and_the_train_cli():
     (dict(lr=0.05, mu=-1), "mu must be > 0"),
     (dict(lr=0.05, lam=-0.1), "lam must be >= 0"),
     (dict(lr=0.05, momentum=1.0), "momentum"),
-    (dict(lr=0.2, mu=10), "lr \\* kappa \\* mu must be < 1"),
+    (dict(lr=0.2, mu=10.0), "lr \\* kappa \\* mu must be < 1"),
 ])
 def test_bad_hyper_parameters_raise(kw, message):
     with pytest.raises(ValueError, match=message):
