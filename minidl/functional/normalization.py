@@ -7,9 +7,10 @@ fixed ones (evaluation with running statistics); the backward handles both.
 
 Speed: the input is viewed as (N, C, L) with L = H*W (1 for (N, C)), so each per-channel sum
 runs along contiguous memory, and sums of products are ``einsum`` contractions that need no
-full-size temporary. Each direction makes one new full-size array besides its result (the
-forward's is ``x_hat``, kept for the backward). With numba installed the same maths runs as
-two fused parallel passes each way (``minidl.kernels.normalization``).
+full-size temporary. Every full-size array made is needed: the forward makes ``x_hat`` (kept
+for the backward) and ``out``, the backward only ``dx``; the rest is done in place. With
+numba installed the same maths runs as two fused parallel passes each way
+(``minidl.kernels.normalization``).
 """
 from __future__ import annotations
 
