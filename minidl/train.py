@@ -527,10 +527,12 @@ def run(cfg: TrainConfig) -> int:
         _error(f"aborted; the last saved checkpoint is in {Path(cfg.out) / 'checkpoints'}")
         return EXIT_INTERRUPTED
     except OSError as err:  # a full disk, a folder made read-only mid-run, ...
-        where = f"{err.filename}: " if err.filename else ""
-        _error(f"{where}{err.strerror or err}. The last complete checkpoint "
-               f"in {Path(cfg.out) / 'checkpoints'} is intact; free space or fix the folder, "
-               "then continue with --resume")
+        where = err.filename or cfg.out
+        latest = RunFolder(cfg.out).latest_path
+        kept = (f"the last complete checkpoint, {latest}, is intact" if latest.is_file()
+                else "no checkpoint had been written yet")
+        _error(f"{where}: {err.strerror or err}; {kept}. Free space or fix the file or "
+               "folder, then run again with --resume")
         return EXIT_IO
 
 
