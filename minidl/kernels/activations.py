@@ -14,6 +14,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ._threads import threads_for
+
 
 @numba.njit(parallel=True, cache=True)
 def _leaky_relu(x, slope, out):
@@ -37,7 +39,8 @@ def _flat(a):
 def _elementwise(kernel, like, *args):
     """Run ``kernel(*flat arrays / scalars, out)`` and return ``out`` shaped like ``like``."""
     out = np.empty(like.shape, dtype=like.dtype)
-    kernel(*args, out.reshape(-1))
+    with threads_for(out.size):
+        kernel(*args, out.reshape(-1))
     return out
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ._threads import threads_for
+
 
 # Sums may be reordered ("reassoc") so that LLVM vectorises them; NaN and inf keep their
 # meaning (no other fast-math flag).
@@ -84,7 +86,8 @@ def batch_stats(x):
     x = np.ascontiguousarray(x)
     N, C, L = x.shape
     plane_mean, plane_m2 = np.empty((N, C)), np.empty((N, C))
-    _plane_stats(x, plane_mean, plane_m2)
+    with threads_for(x.size):
+        _plane_stats(x, plane_mean, plane_m2)
     mean = plane_mean.mean(axis=0)
     m2 = plane_m2.sum(axis=0) + L * ((plane_mean - mean) ** 2).sum(axis=0)
     return mean.astype(x.dtype), (m2 / (N * L)).astype(x.dtype)
@@ -94,8 +97,9 @@ def normalise(x, mean, inv_std, gamma, beta):
     """x_hat = (x - mean) * inv_std and out = gamma * x_hat + beta in one pass; x: (N, C, L)."""
     x = np.ascontiguousarray(x)
     x_hat, out = np.empty_like(x), np.empty_like(x)
-    _normalise(x, *(v.astype(x.dtype, copy=False) for v in (mean, inv_std, gamma, beta)),
-               x_hat, out)
+    with threads_for(x.size):
+        _normalise(x, *(v.astype(x.dtype, copy=False) for v in (mean, inv_std, gamma, beta)),
+                   x_hat, out)
     return x_hat, out
 
 
@@ -108,11 +112,13 @@ def batchnorm_backward(dout, x_hat, scale, batch_stats: bool):
     dout, x_hat = np.ascontiguousarray(dout), np.ascontiguousarray(x_hat)
     N, C, L = dout.shape
     sum_d, sum_dx = np.empty((N, C)), np.empty((N, C))
-    _grad_sums(dout, x_hat, sum_d, sum_dx)
+    with threads_for(dout.size):
+        _grad_sums(dout, x_hat, sum_d, sum_dx)
     dbeta, dgamma = sum_d.sum(axis=0), sum_dx.sum(axis=0)
     m = N * L
     a = (dgamma / m if batch_stats else np.zeros(C)).astype(dout.dtype)
     b = (dbeta / m if batch_stats else np.zeros(C)).astype(dout.dtype)
     dx = np.empty_like(dout)
-    _grad_input(dout, x_hat, scale.astype(dout.dtype, copy=False), a, b, dx)
+    with threads_for(dout.size):
+        _grad_input(dout, x_hat, scale.astype(dout.dtype, copy=False), a, b, dx)
     return dx, dgamma.astype(dout.dtype), dbeta.astype(dout.dtype)
