@@ -337,6 +337,16 @@ def _patch_blocks(src, sweep: Sweep, fresh=False):
         yield n0, n1, buffer
 
 
+def _kept_blocks(kept, L: int):
+    """``(n0, n1, patches)`` over a kept list of (G, Kg, m*L) blocks, bounds read off the
+    blocks themselves (not recomputed from a budget that may have changed since)."""
+    n0 = 0
+    for patches in kept:
+        n1 = n0 + patches.shape[-1] // L
+        yield n0, n1, patches
+        n0 = n1
+
+
 def _reuse(buffer, shape, like):
     """``buffer`` if it has ``shape``, else a new uninitialised array (dtype and module of
     ``like``): blocks share one buffer, except a smaller last block."""
@@ -428,8 +438,7 @@ def _im2col_backward(dout, saved, geom: ConvGeometry):
     Kg = Cg * geom.kh * geom.kw
     sweep = _forward_sweep(geom)
     if isinstance(source, list):  # the kept patches, block by block
-        nb = _images_per_block(N, geom.C, sweep, xp, dout.itemsize)
-        blocks = ((n0, n1, p) for (n0, n1), p in zip(_blocks(N, nb), source))
+        blocks = _kept_blocks(source, geom.Ho * geom.Wo)
     else:
         blocks = _patch_blocks(source, sweep)
     dW_t = xp.zeros((G, Kg, Fg), dtype=dout.dtype)

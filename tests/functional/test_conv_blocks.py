@@ -58,6 +58,17 @@ def test_block_sizes_and_kept_patches_agree_with_loops(N, C, H, W, F, kernel, st
                 assert diff < AGREE_TOL, f"budget {budget} keep {keep}: {name} off by {diff:.2e}"
 
 
+def test_kept_patches_survive_a_change_of_block_budget(monkeypatch):
+    x, w, b = _arrays(7, 3, 6, 5, 4, (3, 3), 1)
+    reference = _run(x, w, b, method="loops", padding=1)
+    monkeypatch.setattr(conv, "CPU_BLOCK_BYTES", {False: 1, True: 1})  # one image per block
+    out, cache = conv2d_forward(x, w, b, padding=1, keep_patches=True)
+    monkeypatch.setattr(conv, "CPU_BLOCK_BYTES", {False: 1 << 30, True: 1 << 30})
+    dout = np.random.default_rng(1).standard_normal(out.shape)
+    for ref, got in zip(reference, (out,) + conv2d_backward(dout, cache)):
+        assert np.max(np.abs(got - ref)) < AGREE_TOL
+
+
 def test_cache_holds_the_input_not_a_patch_matrix():
     x, w, b = _arrays(2, 3, 6, 6, 4, (3, 3), 1)
     _, cache = conv2d_forward(x, w, b, padding=1)
