@@ -19,9 +19,12 @@ What is compiled (each kernel once per dtype used, float32 and float64, on first
     activations.py     LeakyReLU forward and backward (ReLU's backward is slope 0)
     normalization.py   BatchNorm statistics, normalisation, and backward (sums + input grad)
 
-The kernels are parallel (numba's ``prange``, ``NUMBA_NUM_THREADS`` threads, all cores by
-default). On a machine already busy with other processes, parallel regions wait for their
-slowest thread; ``NUMBA_NUM_THREADS=1`` is then the faster setting.
+The kernels are parallel (numba's ``prange``): one thread per CPU this process may use
+(``_threads.cap_to_affinity``; ``NUMBA_NUM_THREADS`` overrides), one thread for arrays under
+65,536 elements. On a machine already busy with other processes a parallel region waits for
+its slowest thread, and ``NUMBA_NUM_THREADS=1`` is then the faster setting (measured on a
+2-core machine at load ~20: BatchNorm + LeakyReLU of a vgg38 step took 0.8 s on one thread,
+4.1 s on two, 1.6 s in NumPy).
 """
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import numba
 
@@ -24,3 +25,18 @@ def threads_for(size: int):
         yield
     finally:
         numba.set_num_threads(before)
+
+
+def cap_to_affinity() -> int:
+    """Limit numba's threads to the CPUs this process may run on, and return the count.
+
+    numba starts one thread per CPU of the machine, but a cluster job (Slurm) or ``taskset``
+    may grant fewer: 64 threads on 2 granted CPUs would spend their time waiting for each
+    other. An explicit ``NUMBA_NUM_THREADS`` is left as it is.
+    """
+    if "NUMBA_NUM_THREADS" not in os.environ and hasattr(os, "sched_getaffinity"):
+        numba.set_num_threads(max(1, min(numba.get_num_threads(), len(os.sched_getaffinity(0)))))
+    return numba.get_num_threads()
+
+
+cap_to_affinity()

@@ -15,3 +15,23 @@ def test_small_arrays_run_on_one_thread(numba_kernels):
     with pytest.raises(KeyError), threads_for(10):
         raise KeyError("the count is restored even when the kernel fails")
     assert numba.get_num_threads() == before
+
+
+def test_threads_are_capped_to_the_granted_cpus(numba_kernels, monkeypatch):
+    import os
+
+    import numba
+
+    from minidl.kernels import _threads
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    before = numba.get_num_threads()
+    try:
+        monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+        assert _threads.cap_to_affinity() == 1
+        numba.set_num_threads(before)
+        monkeypatch.setenv("NUMBA_NUM_THREADS", str(before))  # explicit: left alone
+        assert _threads.cap_to_affinity() == before
+    finally:
+        numba.set_num_threads(before)
