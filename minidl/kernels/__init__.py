@@ -23,8 +23,8 @@ The kernels are parallel (numba's ``prange``): one thread per CPU this process m
 (``_threads.cap_to_affinity``; ``NUMBA_NUM_THREADS`` overrides), one thread for arrays under
 65,536 elements. On a machine already busy with other processes a parallel region waits for
 its slowest thread, and ``NUMBA_NUM_THREADS=1`` is then the faster setting (measured on a
-2-core machine at load ~20: BatchNorm + LeakyReLU of a vgg38 step took 0.8 s on one thread,
-4.1 s on two, 1.6 s in NumPy).
+2-core machine at load ~20: the BatchNorm layers of a vgg38 step took 0.8 s on one thread,
+4.1 s on two, 1.6-1.7 s in NumPy).
 """
 from __future__ import annotations
 
