@@ -6,7 +6,7 @@ from .schedules import (SCHEDULES, ConstantLR, CosineAnnealingLR, CosineAnnealin
                         LRScheduler, OneCycleLR, StepLR, build_schedule)
 
 __all__ = [
-    "Optimizer", "SGD", "AdaGrad", "RMSProp", "Adam", "build_optimizer", "OPTIMIZERS",
+    "Optimizer", "SGD", "AdaGrad", "RMSProp", "Adam", "DessiLBI", "build_optimizer", "OPTIMIZERS",
     "LRScheduler", "ConstantLR", "StepLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts",
     "OneCycleLR", "build_schedule", "SCHEDULES",
 ]
