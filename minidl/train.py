@@ -334,6 +334,9 @@ class Trainer:
                 totals.add(loss, correct, len(yb))
                 loss_mean, acc = totals.read()  # the step's one read from the device
                 if not math.isfinite(loss_mean):
+                    # Targets already on the GPU are not range-checked per step (a sync): a bad
+                    # one makes the loss NaN, and check_targets() then names it.
+                    self.criterion.check_targets()
                     raise Diverged(epoch, step, float(backend.asnumpy(loss)))
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_mean:.4f}", acc=f"{acc:.2%}", refresh=False)

@@ -32,20 +32,12 @@ class PoolCache(NamedTuple):
     out_hw: tuple
     argmax: object = None
 
-    def __getitem__(self, key):
-        # Transitional: layers/pooling.py still reads cache["x_shape"]; fields by name or index.
-        return getattr(self, key) if isinstance(key, str) else tuple.__getitem__(self, key)
-
 
 class GlobalPoolCache(NamedTuple):
     """What ``global_avgpool2d_forward`` keeps: x_shape (N, C, H, W) and the input's dtype."""
 
     x_shape: tuple
     dtype: object
-
-    def __getitem__(self, key):
-        # Transitional, as PoolCache.__getitem__.
-        return getattr(self, key) if isinstance(key, str) else tuple.__getitem__(self, key)
 
 
 def pool_geometry(x_shape, kernel_size, stride=None, padding=0, who: str = "pool2d"):

@@ -30,7 +30,7 @@ class _Pool2d(Layer):
 
     def backward(self, dout):
         cache = self._saved()
-        self._check_dout(dout, cache["x_shape"][:2] + cache["out_hw"])
+        self._check_dout(dout, cache.x_shape[:2] + cache.out_hw)
         return self._backward(dout, cache)
 
     def extra_repr(self) -> str:
@@ -68,5 +68,5 @@ class GlobalAvgPool2d(Layer):
 
     def backward(self, dout):
         cache = self._saved()
-        self._check_dout(dout, cache["x_shape"][:2])
+        self._check_dout(dout, cache.x_shape[:2])
         return F.global_avgpool2d_backward(dout, cache)
