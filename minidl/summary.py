@@ -163,6 +163,14 @@ def _elementwise(layer, shape):
     return shape, 0
 
 
+@rule(L.CReLU)
+def _crelu(layer, shape):
+    # concat(relu(x), relu(-x)) on the channel axis: twice the channels, same spatial size.
+    if len(shape) < 1:
+        raise SummaryError(f"{layer.describe()} needs a channel axis, but receives shape ()")
+    return (layer.channel_multiplier * shape[0], *shape[1:]), 0
+
+
 # ---------------------------------------------------------------- walking the tree
 def _leaf_rule(layer):
     for cls in type(layer).__mro__:

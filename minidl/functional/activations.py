@@ -22,11 +22,13 @@ from .._shapes import float_input
 class ActivationCache(NamedTuple):
     """What an activation's forward keeps for its backward.
 
-    saved: array shaped like x: the output ``out`` for ReLU, ELU, sigmoid, tanh and LeakyReLU
+    saved: array: the output ``out`` for ReLU, CReLU, ELU, sigmoid, tanh and LeakyReLU
         with a slope >= 0 (there ``out > 0`` exactly where ``x > 0``); the input ``x`` for
-        Swish and for LeakyReLU with a negative slope.
-    param: the hyper-parameter as a Python float (LeakyReLU's ``negative_slope``, ELU's
-        ``alpha``), None for the others.
+        Swish and for LeakyReLU with a negative slope. Shaped like x, except CReLU's output
+        (N, 2C, ...).
+    param: the hyper-parameter (LeakyReLU's ``negative_slope``, ELU's ``alpha``, Swish's
+        ``beta``) as a Python float, or for a trainable Swish beta a 0-d array in x's dtype
+        and on its device; None for the others.
     """
 
     saved: object
@@ -178,17 +180,97 @@ def tanh_backward(dout, cache):
     return dout * (1 - out * out)
 
 
+# ---------------------------------------------------------------------------- CReLU
+def crelu_forward(x):
+    """Concatenated ReLU ``concat(max(x, 0), max(-x, 0))`` along the channel axis 1 (Shang et
+    al., 2016, "Understanding and Improving Convolutional Neural Networks via Concatenated
+    Rectified Linear Units"). x: (N, C, ...) -> out: (N, 2C, ...): channel c of the output is
+    the positive part of input channel c, channel C + c its negative part, so nothing is lost
+    (x = out[:, :C] - out[:, C:]). The cache keeps the output, as ReLU's does.
+    """
+    x = float_input(x, "crelu_forward")
+    if x.ndim < 2:
+        raise ValueError(f"crelu_forward: expected input of shape (N, C, ...) with a channel "
+                         f"axis 1, got {tuple(x.shape)}")
+    xp = backend.get_array_module(x)
+    C = x.shape[1]
+    out = xp.empty((x.shape[0], 2 * C, *x.shape[2:]), dtype=x.dtype)
+    # Written straight into the two halves: no concatenate copy.
+    xp.maximum(x, 0, out=out[:, :C])
+    negative = out[:, C:]
+    xp.negative(x, out=negative)
+    xp.maximum(negative, 0, out=negative)
+    return out, ActivationCache(out)
+
+
+def crelu_backward(dout, cache):
+    """dx = dout[:, :C] where x > 0, ``-dout[:, C:]`` where x < 0, 0 at x = 0 (as ReLU).
+
+    Read from the output: ``out[:, :C] > 0`` exactly where x > 0, ``out[:, C:] > 0`` exactly
+    where x < 0. dout: (N, 2C, ...) -> dx: (N, C, ...).
+    """
+    out = cache.saved
+    C = out.shape[1] // 2
+    dx = _positive(out[:, :C])
+    dx *= dout[:, :C]
+    from_negative = _positive(out[:, C:])
+    from_negative *= dout[:, C:]
+    dx -= from_negative
+    return dx
+
+
 # ---------------------------------------------------------------------------- Swish
-def swish_forward(x):
-    """x * sigmoid(x) (Ramachandran et al., 2017, "Searching for Activation Functions";
-    beta = 1, also known as SiLU). The cache keeps x only; backward recomputes sigmoid(x),
-    as PyTorch does, so the cache holds one array instead of two."""
+def _is_one(beta) -> bool:
+    """True for the default beta = 1 given as a number (never reads an array: no device sync)."""
+    return isinstance(beta, float) and beta == 1.0
+
+
+def swish_forward(x, beta=1.0):
+    """``x * sigmoid(beta * x)`` (Ramachandran et al., 2017, "Searching for Activation
+    Functions"; beta = 1 is also known as SiLU). beta = 0 gives x / 2; as beta grows it tends
+    to ReLU. x: any shape -> same shape. beta: a number, or a 1-element array for a trainable
+    beta (kept in the cache as a 0-d array in x's dtype). The cache keeps x and beta only;
+    backward recomputes the sigmoid, as PyTorch does, so it holds one array instead of two."""
     x = float_input(x, "swish_forward")
-    return x * sigmoid(x), ActivationCache(x)
+    if isinstance(beta, (int, float)):
+        beta = float(beta)  # a numpy float64 would promote float32 input (see leaky_relu)
+    else:
+        beta = backend.get_array_module(x).asarray(beta, dtype=x.dtype).reshape(())
+    return x * sigmoid(x if _is_one(beta) else beta * x), ActivationCache(x, beta)
+
+
+def _swish_parts(cache):
+    """``(s, g)`` with ``s = sigmoid(beta x)`` and ``g = x s (1 - s)``, shared by both
+    derivatives: d/dx (x s) = s + beta g and d/dbeta (x s) = x g."""
+    x, beta = cache
+    s = sigmoid(x if _is_one(beta) else beta * x)
+    g = 1 - s
+    g *= s
+    g *= x
+    return s, g
+
+
+def _swish_dx(dout, beta, s, g):
+    """dx = dout * (s + beta g), computed in ``g``'s memory."""
+    if not _is_one(beta):
+        g *= beta
+    g += s
+    g *= dout
+    return g
 
 
 def swish_backward(dout, cache):
-    """d/dx [x s] = s + x s (1 - s) = s (1 + x (1 - s)) with s = sigmoid(x)."""
-    x = cache.saved
-    s = sigmoid(x)
-    return dout * (s * (1 + x * (1 - s)))
+    """dx = dout * (s + beta x s (1 - s)) with s = sigmoid(beta x)."""
+    s, g = _swish_parts(cache)
+    return _swish_dx(dout, cache.param, s, g)
+
+
+def swish_beta_backward(dout, cache):
+    """Both gradients of a Swish with a trainable beta: ``(dx, dbeta)``.
+
+    dx as in ``swish_backward``; dbeta = the sum over every element of ``dout * x^2 s (1 - s)``
+    (d/dbeta of x sigmoid(beta x)), a 0-d array in x's dtype: one beta serves the whole input.
+    """
+    s, g = _swish_parts(cache)
+    dbeta = (dout * cache.saved * g).sum()
+    return _swish_dx(dout, cache.param, s, g), dbeta
