@@ -1,4 +1,8 @@
-"""Loss functions: ``loss = crit(logits, targets)``, then ``dlogits = crit.backward()``."""
+"""Loss functions: ``loss = crit(logits, targets)``, then ``dlogits = crit.backward()``.
+
+``CrossEntropyLoss`` for hard targets; ``DistillationLoss`` (Hinton et al., 2015) adds a
+teacher's soft targets: ``loss = crit(student_logits, targets, teacher_logits)``.
+"""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -6,6 +10,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import backend
+from ._shapes import nonnegative, positive
 
 
 def log_softmax(logits):
@@ -145,3 +150,130 @@ class CrossEntropyLoss:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+# ---------------------------------------------------------------- knowledge distillation
+class SoftTargetCache(NamedTuple):
+    """What ``soft_target_forward`` keeps for the backward.
+
+    student_probs: (N, C) softmax(student_logits / T), the student's dtype and device.
+    teacher_probs: (N, C) softmax(teacher_logits / T), the soft targets, same dtype.
+    temperature: T as a Python float.
+    """
+
+    student_probs: object
+    teacher_probs: object
+    temperature: float
+
+
+def soft_target_forward(student_logits, teacher_logits, temperature):
+    """T^2 times the cross-entropy of softmax(student / T) against the soft targets
+    softmax(teacher / T), averaged over the batch (Hinton et al., 2015, "Distilling the
+    Knowledge in a Neural Network", section 2).
+
+    student_logits, teacher_logits: (N, C) of one dtype -> (loss: 0-d, SoftTargetCache).
+    The cross-entropy ``-sum p log q`` is what the paper (and the "Dark knowledge" slides)
+    minimise; it exceeds KL(p || q) by the teacher's entropy, a constant for the student, so
+    both have the same gradient. Why T^2: the gradient of the cross-entropy at temperature T
+    is ``(q - p) / T`` per example, and for a high T, ``q - p`` itself shrinks like 1/T (both
+    softmaxes approach uniform): the gradient falls like 1/T^2. Multiplying by T^2 keeps the
+    soft term's gradient about the same size whatever T is, so the weight of the hard term
+    need not be retuned when T changes.
+    """
+    T = float(temperature)
+    log_q = log_softmax(student_logits / T)
+    xp = backend.get_array_module(log_q)
+    p = xp.exp(log_softmax(teacher_logits / T))
+    loss = -(p * log_q).sum(axis=-1).mean() * (T * T)
+    return loss, SoftTargetCache(xp.exp(log_q), p, T)
+
+
+def soft_target_backward(dloss, cache):
+    """dL/d(student_logits) = T^2 * (q - p) / (T N) = T (q - p) / N, times ``dloss``.
+
+    dloss: a scalar -> (N, C) in the student's dtype. The teacher gets no gradient: its
+    logits are fixed targets.
+    """
+    q, p, T = cache
+    dlogits = q - p
+    dlogits *= float(dloss) * T / q.shape[0]
+    return dlogits
+
+
+class DistillationLoss(CrossEntropyLoss):
+    """Knowledge distillation (Hinton et al., 2015; slides seed 002, "Dark knowledge"):
+    soft targets from a teacher at temperature T plus down-weighted hard targets.
+
+    ``loss = T^2 * CE(softmax(teacher / T), softmax(student / T)) + hard_weight * CE(targets,
+    softmax(student))``, each averaged over the batch: "using a high temperature in the
+    softmax, we minimize the cross entropy with the soft targets ...; using the very same
+    logits at a temperature of 1, we minimize the cross entropy with the hard targets". Why
+    the soft term is multiplied by T^2: see ``soft_target_forward``.
+
+    temperature: T > 0 (T = 1 is the plain softmax; the paper found T >= 8 best for its
+    800-unit MNIST student). hard_weight: >= 0, the weight of the ordinary cross-entropy;
+    the slides down-weight it because the soft targets' gradients are smaller and steadier;
+    0 trains on the soft targets alone. The default 0.1 is this library's choice (the paper
+    and the slides give no number; "considerably lower" than the soft term's 1).
+
+    ``crit(student_logits, targets, teacher_logits)``: student and teacher logits (N, C) of
+    one shape (the teacher's are cast to the student's dtype and device), targets (N,)
+    integer classes as for ``CrossEntropyLoss`` (checked the same way). Returns the loss, a
+    0-d array in the student's dtype; ``crit.backward()`` returns dL/d(student_logits).
+    After each call ``probs`` is softmax(student) at T = 1 (for accuracy), and ``soft_loss``
+    and ``hard_loss`` hold the two terms (the soft one already times T^2, the hard one before
+    its weight) for logging.
+    """
+
+    def __init__(self, temperature: float, hard_weight: float = 0.1):
+        super().__init__()
+        who = type(self).__name__
+        self.temperature = positive(temperature, "temperature", who)
+        self.hard_weight = nonnegative(hard_weight, "hard_weight", who)
+        self.soft_loss = self.hard_loss = None
+        self._soft_cache = None
+
+    def __call__(self, student_logits, targets, teacher_logits):
+        return self.forward(student_logits, targets, teacher_logits)
+
+    def forward(self, student_logits, targets, teacher_logits):
+        targets = self._check(student_logits, targets)
+        teacher_logits = self._check_teacher(student_logits, teacher_logits)
+        # The hard term is computed even at weight 0: it sets probs and hard_loss, and a bad
+        # target still turns the loss NaN rather than passing unnoticed.
+        self.hard_loss, self._cache = softmax_cross_entropy_forward(student_logits, targets)
+        self.soft_loss, self._soft_cache = soft_target_forward(student_logits, teacher_logits,
+                                                               self.temperature)
+        self.probs = self._cache.probs
+        self._targets = targets
+        return self.soft_loss + self.hard_loss * self.hard_weight
+
+    def backward(self, dloss=1.0):
+        """dL/d(student_logits) (N, C) in the student's dtype; ``dloss`` scales it."""
+        if self._cache is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
+        dlogits = soft_target_backward(dloss, self._soft_cache)
+        dlogits += softmax_cross_entropy_backward(float(dloss) * self.hard_weight, self._cache)
+        return dlogits
+
+    def _check_teacher(self, student_logits, teacher_logits):
+        """The teacher's logits in the student's dtype and on its device; a ValueError naming
+        the loss unless they are a floating array of the student's shape."""
+        name = type(self).__name__
+        shape = getattr(teacher_logits, "shape", None)
+        dtype = getattr(teacher_logits, "dtype", None)
+        if shape is None or dtype is None:
+            raise ValueError(f"{name}: teacher_logits must be an array of shape "
+                             f"{tuple(student_logits.shape)}, got {type(teacher_logits).__name__}")
+        if tuple(shape) != tuple(student_logits.shape):
+            raise ValueError(f"{name}: teacher_logits must have the student's shape "
+                             f"{tuple(student_logits.shape)}, got {tuple(shape)}")
+        if dtype.kind != "f":
+            raise ValueError(f"{name}: teacher_logits must be floating point, got dtype {dtype}")
+        device = backend.device_of(student_logits)
+        xp = backend.get_array_module(student_logits)
+        return xp.asarray(backend.to_device(teacher_logits, device), dtype=student_logits.dtype)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(temperature={self.temperature}, "
+                f"hard_weight={self.hard_weight})")

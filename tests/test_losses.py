@@ -1,5 +1,7 @@
-"""CrossEntropyLoss: numerical gradient, PyTorch agreement, stability, dtypes and errors."""
+"""CrossEntropyLoss and DistillationLoss: numerical gradients, PyTorch agreement, stability,
+dtypes and errors."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -154,3 +156,172 @@ def test_device_targets_are_checked_on_request(xp, monkeypatch):
     with pytest.raises(ValueError, match=r"CrossEntropyLoss: targets must lie in \[0, 4\).*"
                                          r"got values in \[\d, 7\]"):
         crit.check_targets()
+
+
+# ---------------------------------------------------------------- DistillationLoss
+def distill_batch(N=6, C=5, scale=1.0, seed=0, dtype=np.float64):
+    """Student logits, hard targets and (more confident) teacher logits."""
+    student, targets = batch(N, C, scale, seed, dtype)
+    teacher = np.random.default_rng(seed + 100).standard_normal((N, C)) * 3 * scale
+    return student, targets, teacher.astype(dtype)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 4.0, 20.0])
+@pytest.mark.parametrize("hard_weight", [0.0, 0.1, 1.0])
+def test_distillation_gradient_matches_finite_differences(temperature, hard_weight):
+    student, targets, teacher = distill_batch()
+    crit = losses.DistillationLoss(temperature, hard_weight)
+    crit(student, targets, teacher)
+    analytic = crit.backward()
+    numeric = numerical_gradient(lambda: crit(student, targets, teacher), student)
+    assert rel_error(analytic, numeric) < GRAD_TOL
+
+
+def _torch_distillation(torch, student, targets, teacher, T, w):
+    """(soft cross-entropy form, KL form) of the loss, and the student's logits tensor."""
+    F = torch.nn.functional
+    s = torch.from_numpy(student.copy()).requires_grad_(True)
+    t = torch.from_numpy(teacher)
+    log_q = F.log_softmax(s / T, dim=1)
+    p = F.softmax(t / T, dim=1)
+    hard = F.cross_entropy(s, torch.from_numpy(targets))
+    soft_ce = -(p * log_q).sum(1).mean() * T**2 + w * hard
+    kl = F.kl_div(log_q, p, reduction="batchmean") * T**2 + w * hard
+    return soft_ce, kl, s
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("temperature, hard_weight", [(1.0, 1.0), (4.0, 0.1), (20.0, 0.0)])
+def test_distillation_matches_torch(temperature, hard_weight, dtype, scale):
+    torch = pytest.importorskip("torch")
+    student, targets, teacher = distill_batch(N=8, C=10, scale=scale, seed=2, dtype=dtype)
+    crit = losses.DistillationLoss(temperature, hard_weight)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        loss = crit(student, targets, teacher)
+        dlogits = crit.backward()
+    soft_ce, kl, s = _torch_distillation(torch, student, targets, teacher, temperature,
+                                         hard_weight)
+    kl.backward()  # the KL form: the same gradient, as the teacher's entropy is a constant
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert loss.dtype == dtype and dlogits.dtype == dtype
+    assert abs(float(loss) - soft_ce.item()) <= tol * max(1.0, abs(soft_ce.item()))
+    assert rel_error(dlogits, s.grad.numpy()) < tol
+    # loss - KL form = T^2 * mean entropy of the soft targets: >= 0.
+    assert float(loss) >= kl.item() - tol * max(1.0, abs(kl.item()))
+
+
+def test_distillation_terms_and_probs():
+    student, targets, teacher = distill_batch()
+    crit = losses.DistillationLoss(3.0, hard_weight=0.25)
+    loss = crit(student, targets, teacher)
+    hard = losses.CrossEntropyLoss()(student, targets)
+    np.testing.assert_allclose(crit.hard_loss, hard, rtol=1e-12)
+    np.testing.assert_allclose(loss, crit.soft_loss + 0.25 * hard, rtol=1e-12)
+    soft_ce, _ = losses.soft_target_forward(student, teacher, 3.0)
+    np.testing.assert_allclose(crit.soft_loss, soft_ce, rtol=1e-12)
+    np.testing.assert_allclose(crit.probs, np.exp(losses.log_softmax(student)), rtol=1e-12)
+    assert repr(crit) == "DistillationLoss(temperature=3.0, hard_weight=0.25)"
+
+
+def test_distillation_special_cases():
+    student, targets, teacher = distill_batch()
+    # A teacher equal to the student: the soft term has zero gradient, only the hard one acts.
+    crit = losses.DistillationLoss(5.0, hard_weight=0.5)
+    crit(student, targets, student.copy())
+    ce = losses.CrossEntropyLoss()
+    ce(student, targets)
+    np.testing.assert_allclose(crit.backward(), 0.5 * ce.backward(), rtol=1e-12, atol=1e-15)
+    # A teacher certain of the true class at T = 1: the soft targets ARE the hard targets.
+    one_hot = np.eye(student.shape[1])[targets] * 1e4
+    crit = losses.DistillationLoss(1.0, hard_weight=1.0)
+    np.testing.assert_allclose(crit(student, targets, one_hot), 2 * ce(student, targets),
+                               rtol=1e-12)
+    np.testing.assert_allclose(crit.backward(), 2 * ce.backward(), rtol=1e-12)
+
+
+def test_t_squared_keeps_the_soft_gradient_scale():
+    """Hinton et al., section 2: without T^2 the soft gradient falls like 1/T^2; with it, it
+    tends to (z - v) / (N C) for zero-mean logits z (student) and v (teacher) as T grows
+    (distillation becomes logit matching), independent of T."""
+    student, targets, teacher = distill_batch(N=4, C=6)
+    student -= student.mean(1, keepdims=True)
+    teacher -= teacher.mean(1, keepdims=True)
+    limit = (student - teacher) / student.size
+
+    def soft_grad(T):
+        crit = losses.DistillationLoss(T, hard_weight=0.0)
+        crit(student, targets, teacher)
+        return crit.backward()
+
+    norms = {T: np.linalg.norm(soft_grad(T)) for T in (10.0, 100.0, 1000.0)}
+    assert 0.8 < norms[10.0] / norms[1000.0] < 1.25           # T^2 keeps the scale ...
+    assert rel_error(soft_grad(1000.0), limit) < 1e-2          # ... at the logit-matching limit
+    assert rel_error(soft_grad(100.0), limit) < 1e-1
+
+
+def test_distillation_dloss_scales_the_gradient():
+    student, targets, teacher = distill_batch()
+    crit = losses.DistillationLoss(2.0, 0.3)
+    crit(student, targets, teacher)
+    np.testing.assert_allclose(crit.backward(0.25), 0.25 * crit.backward(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("teacher_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_distillation_dtype_and_device(xp, dtype, teacher_dtype):
+    student, targets, teacher = distill_batch(dtype=dtype)
+    crit = losses.DistillationLoss(4.0, 0.1)
+    # The teacher's logits (here on the host, in any float dtype) follow the student's.
+    loss = crit(xp.asarray(student), targets, teacher.astype(teacher_dtype))
+    dlogits = crit.backward()
+    assert loss.dtype == dtype and dlogits.dtype == dtype and crit.probs.dtype == dtype
+    assert backend.get_array_module(dlogits) is xp
+    reference = losses.DistillationLoss(4.0, 0.1)(student.astype(np.float64), targets,
+                                                  teacher.astype(np.float64))
+    assert abs(float(loss) - float(reference)) < 1e-5 * abs(float(reference))
+
+
+def test_distillation_backward_before_forward():
+    with pytest.raises(RuntimeError, match=r"DistillationLoss\(.*before forward"):
+        losses.DistillationLoss(2.0).backward()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: losses.DistillationLoss(0.0), r"temperature must be > 0, got 0.0"),
+    (lambda: losses.DistillationLoss(-2), r"temperature must be > 0, got -2"),
+    (lambda: losses.DistillationLoss(float("nan")), r"temperature must be a finite real"),
+    (lambda: losses.DistillationLoss(True), r"temperature must be a finite real"),
+    (lambda: losses.DistillationLoss("4"), r"temperature must be a finite real"),
+    (lambda: losses.DistillationLoss(4.0, hard_weight=-0.1), r"hard_weight must be >= 0"),
+])
+def test_distillation_bad_hyper_parameters(make, message):
+    with pytest.raises(ValueError, match="DistillationLoss: " + message):
+        make()
+
+
+@pytest.mark.parametrize("student, targets, teacher, message", [
+    (np.zeros((3, 4)), np.array([0, 1, 2]), np.zeros((3, 5)),
+     r"teacher_logits must have the student's shape \(3, 4\), got \(3, 5\)"),
+    (np.zeros((3, 4)), np.array([0, 1, 2]), np.zeros((4, 4)),
+     r"teacher_logits must have the student's shape \(3, 4\), got \(4, 4\)"),
+    (np.zeros((3, 4)), np.array([0, 1, 2]), np.zeros((3, 4), int),
+     r"teacher_logits must be floating point, got dtype int64"),
+    (np.zeros((3, 4)), np.array([0, 1, 2]), [[0.0] * 4] * 3,
+     r"teacher_logits must be an array of shape \(3, 4\), got list"),
+    (np.zeros((3, 4)), np.array([0, 1]), np.zeros((3, 4)),
+     r"targets must have shape \(3,\) for logits of shape \(3, 4\), got \(2,\)"),
+    (np.zeros((3, 4)), np.array([0, 1, 4]), np.zeros((3, 4)), r"in \[0, 4\).*\[0, 4\]"),
+    (np.zeros(4), np.array([0]), np.zeros(4), r"expected logits of shape \(N, C\), got \(4,\)"),
+    (np.zeros((2, 3), int), np.array([0, 1]), np.zeros((2, 3)), r"logits must be floating"),
+])
+def test_distillation_bad_inputs(student, targets, teacher, message):
+    with pytest.raises(ValueError, match="DistillationLoss: .*" + message):
+        losses.DistillationLoss(2.0)(student, targets, teacher)
+
+
+def test_soft_target_cache_is_typed_and_documented():
+    _, cache = losses.soft_target_forward(np.zeros((2, 3)), np.ones((2, 3)), 2.0)
+    assert type(cache) is losses.SoftTargetCache
+    for field in cache._fields:
+        assert re.search(rf"\b{field}\b", losses.SoftTargetCache.__doc__), field
