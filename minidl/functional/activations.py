@@ -195,11 +195,11 @@ def crelu_forward(x):
     xp = backend.get_array_module(x)
     C = x.shape[1]
     out = xp.empty((x.shape[0], 2 * C, *x.shape[2:]), dtype=x.dtype)
-    # Written straight into the two halves: no concatenate copy.
-    xp.maximum(x, 0, out=out[:, :C])
-    negative = out[:, C:]
-    xp.negative(x, out=negative)
-    xp.maximum(negative, 0, out=negative)
+    # Written straight into the two halves (no concatenate copy), in two passes:
+    # max(-x, 0) = max(x, 0) - x, exact in floating point (one side of it is always 0).
+    positive = out[:, :C]
+    xp.maximum(x, 0, out=positive)
+    xp.subtract(positive, x, out=out[:, C:])
     return out, ActivationCache(out)
 
 
