@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from minidl import analysis, backend, data, losses, models, optim, train
-from minidl.checkpoint import load_checkpoint
+from minidl.checkpoint import RunFolder, load_checkpoint
 from minidl.config import RESUMABLE_CHANGES, TrainConfig, config_differences, parse_config
 
 from .study import Run, Study
@@ -74,15 +74,29 @@ def plan(study: Study, out_root, names=(), quick=False, overrides=(), narrow=1) 
 
 def run_state(item: Planned) -> str:
     """"done" (finished with this configuration), "resume" (a checkpoint to continue from;
-    minidl.train refuses a different configuration, naming the options) or "new"."""
+    minidl.train refuses a different configuration, naming the options) or "new".
+
+    A trained run is the run folder's business (``RunFolder.status``: the one resume rule);
+    the study adds only that its after-steps (filters, pruning) must have written ``DONE_FILE``.
+    Landscape runs keep no checkpoint: their record alone says they are done.
+    """
+    cfg = parse_config(list(item.argv))
+    if item.run.kind == "landscape":
+        return "done" if _recorded(item, cfg) else "new"
+    state = RunFolder(item.folder).status(cfg.to_dict())
+    if state == "done" and not (item.folder / DONE_FILE).is_file():
+        return "resume"  # trained, but its after-steps did not finish: resuming re-runs them
+    return state
+
+
+def _recorded(item: Planned, cfg: TrainConfig) -> bool:
+    """Whether ``DONE_FILE`` records a finished run of ``cfg`` (epochs may only have grown)."""
     done = item.folder / DONE_FILE
-    if done.is_file():
-        saved = TrainConfig.from_dict(json.loads(done.read_text())["config"])
-        cfg = parse_config(list(item.argv))
-        if not config_differences(saved, cfg, ignore=RESUMABLE_CHANGES + ("out",)) \
-                and saved.epochs >= cfg.epochs:
-            return "done"
-    return "resume" if (item.folder / "checkpoints" / "latest.npz").is_file() else "new"
+    if not done.is_file():
+        return False
+    saved = TrainConfig.from_dict(json.loads(done.read_text())["config"])
+    return not config_differences(saved, cfg, ignore=RESUMABLE_CHANGES + ("out",)) \
+        and saved.epochs >= cfg.epochs
 
 
 # ---------------------------------------------------------------------- one run
