@@ -391,3 +391,13 @@ def test_build_optimizer_keywords_override_defaults():
 def test_build_optimizer_unknown_name_lists_choices():
     with pytest.raises(ValueError, match=r"unknown optimizer 'adamw'.*'sgd'.*'amsgrad'"):
         optim.build_optimizer("adamw", make_params(problem()[0]), lr=0.1)
+
+
+def test_register_optimizer_refuses_taking_over_a_name():
+    from minidl.optim import optimizers
+
+    optimizers.register_optimizer("dessilbi", optim.DessiLBI)  # the same class again: no-op
+    with pytest.raises(ValueError, match="already SGD"):
+        optimizers.register_optimizer("sgd", optim.Adam)
+    assert "dessilbi" in optimizers.OPTIMIZERS
+    assert type(optimizers.build_optimizer("sgd", [Parameter(np.zeros(2))], 0.1)) is optim.SGD

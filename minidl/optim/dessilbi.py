@@ -25,7 +25,8 @@ lr 0.1 for a filter of norm 1, so the sparse path shows in a short run.
 from __future__ import annotations
 
 from .. import backend
-from . import _checks, optimizers
+from .._shapes import nonnegative, positive, unit_interval
+from .optimizers import register_optimizer
 from .base import Optimizer
 
 
@@ -45,15 +46,15 @@ class DessiLBI(Optimizer):
 
     def __init__(self, params, lr, kappa=1.0, mu=0.01, lam=0.1, momentum=0.9, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
-        self.kappa = _checks.positive("DessiLBI", "kappa", kappa)
-        self.mu = _checks.positive("DessiLBI", "mu", mu)
+        self.kappa = positive(kappa, "kappa", "DessiLBI")
+        self.mu = positive(mu, "mu", "DessiLBI")
         if self.lr * self.kappa * self.mu >= 1:
             # The coupling term alone moves W - Gamma by the factor (1 - lr kappa mu) per step:
             # at 1 or more it overshoots Gamma, at 2 or more it oscillates and blows up.
             raise ValueError(f"DessiLBI: lr * kappa * mu must be < 1 (W would overshoot Gamma), "
                              f"got {self.lr} * {self.kappa} * {self.mu}")
-        self.lam = _checks.nonnegative("DessiLBI", "lam", lam)
-        self.momentum = _checks.unit_interval("DessiLBI", "momentum", momentum)
+        self.lam = nonnegative(lam, "lam", "DessiLBI")
+        self.momentum = unit_interval(momentum, "momentum", "DessiLBI")
         self._state_names = ("gamma", "z") + (("momentum_buffer",) if self.momentum else ())
 
     @staticmethod
@@ -89,5 +90,4 @@ class DessiLBI(Optimizer):
 
 # Importing this module makes "dessilbi" a name of build_optimizer and of OPTIMIZERS (and so a
 # choice of the train CLI's --optimizer); minidl.optim imports it before re-exporting them.
-optimizers._REGISTRY["dessilbi"] = (DessiLBI, {})
-optimizers.OPTIMIZERS = tuple(optimizers._REGISTRY)
+register_optimizer("dessilbi", DessiLBI)

@@ -139,6 +139,19 @@ _REGISTRY = {
 OPTIMIZERS = tuple(_REGISTRY)
 
 
+def register_optimizer(name: str, cls, defaults: dict | None = None) -> None:
+    """Make ``build_optimizer(name, ...)`` (and the train CLI's ``--optimizer name``) build ``cls``.
+
+    ``OPTIMIZERS`` is a tuple that other modules import by value, so register before they do:
+    ``minidl.optim`` imports every optimiser module (which registers itself) first.
+    """
+    global OPTIMIZERS
+    if name in _REGISTRY and _REGISTRY[name][0] is not cls:
+        raise ValueError(f"register_optimizer: {name!r} is already {_REGISTRY[name][0].__name__}")
+    _REGISTRY[name] = (cls, dict(defaults or {}))
+    OPTIMIZERS = tuple(_REGISTRY)
+
+
 def build_optimizer(name: str, params, lr, weight_decay=0.0, **kw) -> Optimizer:
     """The optimiser called ``name`` (one of ``OPTIMIZERS``) over ``params``."""
     if name not in _REGISTRY:
