@@ -105,7 +105,10 @@ def markdown_table(study: Study, found) -> str:
         cells = [f"{run.name} ({run.label})", r["config"].get("dataset", "?"),
                  str(m.get("epochs", "—"))]
         if widths:
-            cells.append(str(r["config"].get("num_filters", "?")))
+            # config.json says "width" since the option got one name ("num_filters" before);
+            # None: the model's own default width.
+            width = r["config"].get("width", r["config"].get("num_filters"))
+            cells.append("model default" if width is None else str(width))
         for key in study.columns:
             cells += [_cell(key, m.get(key)), _cell(key, run.report.get(key))]
         lines.append("| " + " | ".join(cells) + " |")
