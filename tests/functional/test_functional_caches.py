@@ -20,6 +20,7 @@ FORWARDS = [
     ("sigmoid_forward", A.sigmoid_forward, A.ActivationCache),
     ("tanh_forward", A.tanh_forward, A.ActivationCache),
     ("swish_forward", A.swish_forward, A.ActivationCache),
+    ("crelu_forward", A.crelu_forward, A.ActivationCache),
     ("batchnorm_forward", lambda x: Nrm.batchnorm_forward(x, np.ones(C), np.zeros(C)),
      Nrm.BatchNormCache),
     ("maxpool2d_forward", lambda x: P.maxpool2d_forward(x, 2), P.PoolCache),
