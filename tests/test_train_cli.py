@@ -370,10 +370,13 @@ def test_sigterm_saves_and_resumes_exactly_like_ctrl_c(straight_run, data_dir, t
                                                        monkeypatch, capsys):
     out = tmp_path / "terminated"
     _patch_loss(monkeypatch, TRAIN_BATCHES + VAL_BATCHES + 1, _send_sigterm)
+    # Whatever handler was there before (the default, or one another test's library left in
+    # this worker, e.g. Ray's) must be the one in place afterwards.
+    before = signal.getsignal(signal.SIGTERM)
     assert main(_argv(data_dir, out, "--epochs", "2")) == EXIT_TERMINATED
     assert "interrupted at epoch 2, step 1 (SIGTERM)" in capsys.readouterr().out
     assert load_checkpoint(out / "checkpoints" / "latest.npz")["progress"]["step"] == 1
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+    assert signal.getsignal(signal.SIGTERM) is before  # handler restored
     monkeypatch.undo()
     assert main(_argv(data_dir, out, "--epochs", "2", "--resume")) == 0
     _assert_same_run(out, straight_run)
