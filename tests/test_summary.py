@@ -112,3 +112,99 @@ def test_cli_errors_are_one_line(capsys):
     assert "too small" in err and "Traceback" not in err
     assert main(["lenet5", "--no-such-option", "3"]) == 2
     assert main(["no-such-model"]) == 2
+
+
+# ---------------------------------------------------------------- the papers' own tables
+# What we count, as the MobileNet paper does: multiply-accumulates of the Conv2d and Linear
+# layers for one 3x224x224 image (biases, BatchNorm, activations, pooling: 0), and every
+# parameter of the model, BatchNorm's weight and bias included (without them MobileNet has
+# 4,210,088 instead of 4,231,976: both print as 4.2 M). The slides' tables (seed 002, Tables
+# 4, 6, 7, 8) give mult-adds to 3-4 significant figures and parameters to 2-3. Our counts must
+# agree within 0.5 % for mult-adds (the tables print 290.7 M as 290 and 4,867 M as 4,866) and
+# round to the table's parameter figure; one block more or less, or a stride or width changed,
+# moves the total by far more (MobileNet-224's stem alone is 1.9 % of it, its smallest block
+# 4.6 %).
+MULT_ADDS_TOLERANCE = 0.005
+
+
+def _paper_mobilenet(resolution=224, **options):
+    model = models.build("mobilenet", stem_stride=2, num_classes=1000, seed=None, **options)
+    return summary(model, (3, resolution, resolution))
+
+
+def _assert_table_row(s, mult_adds_m, params_m):
+    assert abs(s.mult_adds / 1e6 - mult_adds_m) <= MULT_ADDS_TOLERANCE * mult_adds_m, s.mult_adds
+    digits = 1 if params_m < 100 else 0
+    assert round(s.params / 1e6, digits) == params_m, s.params
+
+
+@pytest.mark.parametrize("width_mult, mult_adds_m, params_m", [
+    (1.0, 569, 4.2), (0.75, 325, 2.6), (0.5, 149, 1.3), (0.25, 41, 0.5)])
+def test_mobilenet_width_multiplier_table_6(width_mult, mult_adds_m, params_m):
+    _assert_table_row(_paper_mobilenet(width_mult=width_mult), mult_adds_m, params_m)
+
+
+@pytest.mark.parametrize("resolution, mult_adds_m", [(224, 569), (192, 418), (160, 290),
+                                                     (128, 186)])
+def test_mobilenet_resolution_table_7(resolution, mult_adds_m):
+    s = _paper_mobilenet(resolution)
+    _assert_table_row(s, mult_adds_m, 4.2)
+    assert s.rows[-1].output_shape == (1000,)
+    # the stride-2 stem and four stride-2 blocks: 224 -> 7, the paper's final 7x7x1024 map
+    last_map = [r for r in s.rows if r.kind == "Conv2d"][-1].output_shape
+    assert last_map == (1024, resolution // 32, resolution // 32)
+
+
+def test_conv_mobilenet_table_4():
+    """Each depthwise-separable block replaced by one full 3x3 convolution."""
+    full = _paper_mobilenet(separable=False)
+    _assert_table_row(full, 4866, 29.3)
+    assert full.mult_adds == 4_867_293_184 and full.params == 29_294_088
+    separable = _paper_mobilenet()
+    assert separable.mult_adds == 568_740_352 and separable.params == 4_231_976
+    # "95% of the computation happens in 1x1 convolutions" (the MobileNet slide)
+    pointwise = sum(r.mult_adds for r in separable.rows if r.name.endswith(".pw"))
+    assert 0.94 < pointwise / separable.mult_adds < 0.96
+
+
+def test_vgg16_configuration_d_table_8():
+    """VGG-16 at 224x224, 1000 classes, the 4096-wide classifier: 15,300 M and 138 M.
+
+    torchvision's vgg16 has the same 138,357,544 parameters. The 15,300 M of Table 8 is the
+    13 convolutions' 15,347 M to 3 significant figures; the three FC layers add 124 M more
+    (1.1 % over the table), so the total is held to 1.5 % and the convolutions to 0.5 %.
+    """
+    from minidl.models.vgg import CONFIG_D
+
+    model = models.build("vgg16", num_classes=1000, seed=None, **CONFIG_D)
+    s = summary(model, (3, 224, 224))
+    assert s.params == 138_357_544
+    assert round(s.params / 1e6) == 138
+    convs = sum(r.mult_adds for r in s.rows if r.kind == "Conv2d")
+    fcs = sum(r.mult_adds for r in s.rows if r.kind == "Linear")
+    assert fcs == 25088 * 4096 + 4096 * 4096 + 4096 * 1000
+    assert abs(convs / 1e6 - 15300) <= MULT_ADDS_TOLERANCE * 15300
+    assert abs(s.mult_adds / 1e6 - 15300) <= 0.015 * 15300
+    assert [r.output_shape for r in s.rows if r.kind == "Flatten"] == [(512 * 7 * 7,)]
+
+
+def test_cli_reproduces_table_6_row(capsys):
+    argv = ["mobilenet", "--width-mult", "0.5", "--stem-stride", "2", "--input", "3", "224",
+            "224", "--classes", "1000", "--json"]
+    assert main(argv) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["mult_adds"] == _paper_mobilenet(width_mult=0.5).mult_adds
+    assert main(["mobilenet", "--no-separable", "--stem-stride", "2", "--input", "3", "224",
+                 "224", "--classes", "1000", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["params"] == 29_294_088
+
+
+def test_vgg_scale_pool_passes_a_1x1_map_in_the_count():
+    """28x28 through five scales: 28 -> 14 -> 7 -> 3 -> 1 -> 1 (the fifth pool finds 1x1)."""
+    model = models.build("vgg16", in_channels=1, width=4, hidden=8)
+    pools = [r.output_shape[1:] for r in summary(model, (1, 28, 28)).rows
+             if r.kind == "ScalePool"]
+    assert pools == [(14, 14), (7, 7), (3, 3), (1, 1), (1, 1)]
+    pools = [r.output_shape[1:] for r in summary(model, (1, 32, 32)).rows
+             if r.kind == "ScalePool"]
+    assert pools == [(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]

@@ -1,11 +1,22 @@
 """MobileNet (Howard et al., 2017, "MobileNets: Efficient Convolutional Neural Networks for
-Mobile Vision Applications"), sized for 32x32 inputs.
+Mobile Vision Applications"), Table 1 of the paper.
 
-A 3x3 conv, then 13 depthwise-separable blocks (depthwise 3x3 conv with groups=C -> BN -> act,
-pointwise 1x1 conv -> BN -> act) with the paper's channels and strides, global average pooling
-and a linear classifier. For 32x32 the stem has stride 1 instead of 2 (as in common CIFAR
-ports), so the four stride-2 blocks take 32x32 to 2x2 (28x28 to 2x2 as well).
-``width_mult`` is the paper's width multiplier alpha, applied to every layer's channels.
+A 3x3 conv stem, then 13 depthwise-separable blocks (depthwise 3x3 conv with groups=C -> BN ->
+act, pointwise 1x1 conv -> BN -> act) with the paper's channels and strides, global average
+pooling and a linear classifier.
+
+Two forms, chosen by ``stem_stride``:
+
+- ``stem_stride=1`` (default), the CIFAR variant for 28x28 / 32x32 images, as in common CIFAR
+  ports: the four stride-2 blocks take 32x32 to 2x2 (28x28 to 2x2 as well).
+- ``stem_stride=2``, the paper's ImageNet form: 224x224 -> 112x112 after the stem, 7x7 before
+  the pool. ``summary(build("mobilenet", stem_stride=2, num_classes=1000), (3, 224, 224))``
+  gives the paper's 569 M mult-adds and 4.2 M parameters (tests/test_summary.py).
+
+``width_mult`` is the paper's width multiplier alpha, applied to every layer's channels (the
+resolution multiplier is the input size itself). ``separable=False`` builds Table 4's "Conv
+MobileNet": each depthwise-separable block replaced by one full 3x3 conv -> BN -> act with the
+same output channels and stride.
 """
 from __future__ import annotations
 
@@ -39,33 +50,51 @@ def separable_block(c_in, c_out, stride, act, conv_method, rng) -> NamedSequenti
         ("bn2", L.BatchNorm2d(c_out)), ("act2", act())])
 
 
+def full_block(c_in, c_out, stride, act, conv_method, rng) -> NamedSequential:
+    """Table 4's full convolution in place of a separable block: 3x3 conv -> BN -> act.
+
+    x: (N, c_in, H, W) -> (N, c_out, H / stride, W / stride). It costs
+    9 * c_in * c_out mult-adds per output pixel against the separable 9 * c_in + c_in * c_out.
+    """
+    return NamedSequential([
+        ("conv", L.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False,
+                          method=conv_method, rng=rng)),
+        ("bn", L.BatchNorm2d(c_out)), ("act", act())])
+
+
 class MobileNet(NamedSequential):
-    """MobileNet v1 for small images: x: (N, in_channels, H, W) -> logits (N, num_classes).
+    """MobileNet v1: x: (N, in_channels, H, W) -> logits (N, num_classes).
 
     Children: ``stem`` (conv, bn, act), ``blocks`` (``0`` ... ``12``, each ``dw``, ``bn1``,
-    ``act1``, ``pw``, ``bn2``, ``act2``), ``pool``, ``flatten``, [``dropout``], ``classifier``.
+    ``act1``, ``pw``, ``bn2``, ``act2``; with ``separable=False`` each ``conv``, ``bn``,
+    ``act``), ``pool``, ``flatten``, [``dropout``], ``classifier``.
+    ``stem_stride``: 1 for 28/32-pixel images (default), 2 for the paper's 224x224 ImageNet form.
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, width_mult: float = 1.0,
-                 activation: str = "relu", dropout: float = 0.0, conv_method: str = "im2col",
-                 seed: int | None = 0, rng=None):
-        check_int("MobileNet", 1, in_channels=in_channels, num_classes=num_classes)
+                 stem_stride: int = 1, separable: bool = True, activation: str = "relu",
+                 dropout: float = 0.0, conv_method: str = "im2col", seed: int | None = 0,
+                 rng=None):
+        check_int("MobileNet", 1, in_channels=in_channels, num_classes=num_classes,
+                  stem_stride=stem_stride)
         check_probability("MobileNet", dropout=dropout)
         width_mult = positive(width_mult, "width_mult", "MobileNet")
         super().__init__()
         rng = make_rng(seed, rng)
-        self._summary = f"width_mult={width_mult}"
+        self._summary = (f"width_mult={width_mult}, stem_stride={stem_stride}, "
+                         f"separable={separable}")
         act = activation_factory(activation)
+        block = separable_block if separable else full_block
 
         c_in = scaled(STEM_CHANNELS, width_mult)
         self.stem = NamedSequential([
-            ("conv", L.Conv2d(in_channels, c_in, 3, padding=1, bias=False,
+            ("conv", L.Conv2d(in_channels, c_in, 3, stride=stem_stride, padding=1, bias=False,
                               method=conv_method, rng=rng)),
             ("bn", L.BatchNorm2d(c_in)), ("act", act())])
         blocks = []
         for channels, stride in BLOCKS:
             c_out = scaled(channels, width_mult)
-            blocks.append(separable_block(c_in, c_out, stride, act, conv_method, rng))
+            blocks.append(block(c_in, c_out, stride, act, conv_method, rng))
             c_in = c_out
         self.blocks = L.Sequential(*blocks)
         add_head(self, c_in, num_classes, dropout, rng)

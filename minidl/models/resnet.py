@@ -6,6 +6,11 @@ with ``width``, 2*width, 4*width, 8*width channels (stride 2 from the second sta
 average pooling and a linear classifier. A 1x1 conv + BN projection shortcut is used where
 the shape changes (option B of the paper). With width=64 and 10 classes: 11,173,962 params,
 the count of torchvision's resnet18 with this stem and head.
+
+``shortcut=False`` is the paper's "plain" network of the same depth (its Fig. 4 comparison):
+every block is ``act(bn2(conv2(act(bn1(conv1(x))))))``, with no shortcut and so no
+projection convs (11,000,138 params at width 64 and 10 classes); the dotted names stay those
+of the residual network (``layer2.0.body.conv1.weight``).
 """
 from __future__ import annotations
 
@@ -17,11 +22,13 @@ from .registry import register
 STAGE_BLOCKS = (2, 2, 2, 2)  # ResNet-18
 
 
-def basic_block(c_in, c_out, stride, bn, act, conv_method, rng) -> ResidualBlock:
+def basic_block(c_in, c_out, stride, bn, act, conv_method, rng,
+                shortcut: bool = True) -> NamedSequential:
     """A BasicBlock: ``act(bn2(conv2(act(bn1(conv1(x))))) + shortcut(x))``.
 
     x: (N, c_in, H, W) -> (N, c_out, H / stride, W / stride). Convs have no bias (the
-    BatchNorm after each one has its own shift).
+    BatchNorm after each one has its own shift). With ``shortcut=False`` the plain block:
+    children ``body`` and ``act``, ``act(bn2(conv2(...)))``.
     """
     def conv(ci, k, s):
         return L.Conv2d(ci, c_out, k, stride=s, padding=k // 2, bias=False,
@@ -32,10 +39,12 @@ def basic_block(c_in, c_out, stride, bn, act, conv_method, rng) -> ResidualBlock
 
     body = NamedSequential([("conv1", conv(c_in, 3, stride)), ("bn1", norm()), ("act1", act()),
                             ("conv2", conv(c_out, 3, 1)), ("bn2", norm())])
-    shortcut = None
+    if not shortcut:
+        return NamedSequential([("body", body), ("act", act())])
+    projection = None
     if stride != 1 or c_in != c_out:
-        shortcut = NamedSequential([("conv", conv(c_in, 1, stride)), ("bn", norm())])
-    return ResidualBlock(body, shortcut, act=act())
+        projection = NamedSequential([("conv", conv(c_in, 1, stride)), ("bn", norm())])
+    return ResidualBlock(body, projection, act=act())
 
 
 class ResNet18(NamedSequential):
@@ -43,16 +52,17 @@ class ResNet18(NamedSequential):
 
     Children: ``stem`` (conv, bn, act), ``layer1`` ... ``layer4`` (blocks ``0``, ``1``, each with
     ``body.conv1`` ... and, where the shape changes, ``shortcut.conv``/``shortcut.bn``),
-    ``pool``, ``flatten``, ``classifier``.
+    ``pool``, ``flatten``, ``classifier``. ``shortcut=False``: the plain network, no shortcuts.
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 64,
-                 activation: str = "relu", bn: bool = True, conv_method: str = "im2col",
-                 seed: int | None = 0, rng=None):
+                 activation: str = "relu", bn: bool = True, shortcut: bool = True,
+                 conv_method: str = "im2col", seed: int | None = 0, rng=None):
         check_int("ResNet18", 1, in_channels=in_channels, num_classes=num_classes, width=width)
         super().__init__()
         rng = make_rng(seed, rng)
-        self._summary = f"width={width}, activation={activation!r}, bn={bn}"
+        self._summary = (f"width={width}, activation={activation!r}, bn={bn}, "
+                         f"shortcut={shortcut}")
         act = activation_factory(activation)
 
         self.stem = NamedSequential([
@@ -65,7 +75,8 @@ class ResNet18(NamedSequential):
             blocks = []
             for b in range(n_blocks):
                 stride = 2 if i > 0 and b == 0 else 1
-                blocks.append(basic_block(c_in, c_out, stride, bn, act, conv_method, rng))
+                blocks.append(basic_block(c_in, c_out, stride, bn, act, conv_method, rng,
+                                          shortcut))
                 c_in = c_out
             setattr(self, f"layer{i + 1}", L.Sequential(*blocks))
         add_head(self, c_in, num_classes, rng=rng)

@@ -2,8 +2,10 @@
 
 Table 1 and the paper's PyTorch listing: on entering scale 4 and scale 5 the first conv is
 replaced by a MixedSCLayer (16 conv "smear" channels) and the other two by SCLayers (3x3 max
-pool + 1x1 conv), each followed by BatchNorm2d and ReLU; scales 1-3 and the
-[FC-1024, BN, ReLU] x 2 head are VGG-16's. Input-size handling as in ``vgg.py``.
+pool + 1x1 conv), each followed by BatchNorm2d and ReLU; every scale closes with a 2x2 max
+pool; scales 1-3 and the [FC-1024, BN, ReLU] x 2 head are VGG-16's. The head reads the
+flattened final map; input sizes (``image_size``, 28x28) and the ``global_pool`` variant as
+in ``vgg.py``.
 """
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ SFNET = (64, 64, M, 128, 128, M, 256, 256, 256, M,
 @register("sfnet")
 def sfnet(in_channels: int = 3, num_classes: int = 10, width: int = 64, hidden: int = 1024,
           mixed_channels: int = 16, pool_size: int = 3, activation: str = "relu",
-          dropout: float = 0.0, conv_method: str = "im2col", seed: int | None = 0,
-          rng=None) -> VGG:
+          dropout: float = 0.0, image_size: int = 32, global_pool: bool = False,
+          conv_method: str = "im2col", seed: int | None = 0, rng=None) -> VGG:
     """Snowflake Net: VGG-16 (BN, FC-1024 head) with scales 4-5 as 1 MixedSCLayer + 2 SCLayers."""
     return VGG(SFNET, in_channels, num_classes, width, hidden, bn=True, head_bn=True,
                activation=activation, dropout=dropout, mixed_channels=mixed_channels,
-               pool_size=pool_size, conv_method=conv_method, seed=seed, rng=rng)
+               pool_size=pool_size, image_size=image_size, global_pool=global_pool,
+               conv_method=conv_method, seed=seed, rng=rng)

@@ -4,39 +4,63 @@ A configuration lists, per conv layer, its output channels (an int, a 3x3 conv w
 or ("mixed", c) / ("sc", c) for the structure-composing layers that ``sfnet`` uses, with "M"
 closing a scale by a 2x2 max pool. Every conv is followed by [BatchNorm2d] and the activation.
 
-Input size: the four inner max pools take 32x32 to 2x2 and 28x28 to 1x1; the fifth pool of
-the original would fail on a 1x1 map, so the last scale ends in global average pooling instead
-(at 32x32 an average rather than a max over the final 2x2 map), and the head sees
-8 * width channels whatever the input size.
+Head, as the SfNet preprint's Table 1 and listing build it (the default of vgg16 and sfnet):
+every scale, the fifth included, closes with its max pool, and the classifier reads the
+flattened final map, 512 * h * w features. ``image_size`` is the input side the classifier is
+built for: 32 (CIFAR-10) leaves a 1x1 map, 224 (ImageNet) a 7x7 map (the listing's ``in_size``
+of 1 and 49). A 28x28 image cannot take five halvings: the rule (``ScalePool``) is that a pool
+meeting a map with a side of 1 passes it unchanged, so 28x28 goes 28 -> 14 -> 7 -> 3 -> 1 -> 1
+and a model built for 32 also takes 28x28 Fashion-MNIST, with the same parameters.
+
+``global_pool=True`` is the variant minidl used before (and vgg11's default): the last scale
+ends in global average pooling instead of its max pool, so the head sees 8 * width channels
+whatever the input size (at 32x32 an average rather than a max over the final 2x2 map).
+
+``CONFIG_D`` holds the options of configuration D as trained on ImageNet (no BatchNorm,
+[FC-4096, ReLU, dropout 0.5] x 2): ``build("vgg16", num_classes=1000, **CONFIG_D)`` has the
+138 M parameters and 15,300 M mult-adds of the MobileNet paper's Table 8.
 """
 from __future__ import annotations
 
 from .. import layers as L
-from ._blocks import (NamedSequential, activation_factory, check_int, check_probability,
-                      dropout_layer, make_rng)
+from .._shapes import positive_int
+from ._blocks import (NamedSequential, ScalePool, activation_factory, check_int,
+                      check_probability, dropout_layer, make_rng)
 from .registry import register
 
 M = "M"
 VGG_A = (64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, M)
 VGG_16 = (64, 64, M, 128, 128, M, 256, 256, 256, M, 512, 512, 512, M, 512, 512, 512, M)
 BASE_WIDTH = 64  # channels of the first scale in the configurations above
+# VGG-16 as Simonyan & Zisserman trained it on 224x224 ImageNet (Table 8 of the slides)
+CONFIG_D = {"bn": False, "hidden": 4096, "dropout": 0.5, "image_size": 224}
+
+
+def _hw(image_size, who: str) -> tuple:
+    """``image_size`` (an int side, or an (H, W) pair) as a pair of positive ints."""
+    pair = image_size if isinstance(image_size, (tuple, list)) else (image_size, image_size)
+    if len(pair) != 2:
+        raise ValueError(f"{who}: image_size must be an int or an (H, W) pair, got {image_size!r}")
+    return tuple(positive_int(s, "image_size", who) for s in pair)
 
 
 class VGG(NamedSequential):
     """A VGG built from ``config``: x: (N, in_channels, H, W) -> logits (N, num_classes).
 
     Children: ``features`` (scales ``0`` ... ``4``, each with ``conv1``/``bn1``/``act1`` ... and
-    ``pool``; sfnet's scales 4 and 5 hold ``mixed1``, ``sc2``, ``sc3``), ``pool`` (global
-    average), ``flatten``, ``classifier`` (``fc1``, [``bn1``], ``act1``, ..., ``fc3``).
-    ``width`` scales every conv's channels by width / 64; ``hidden`` is the FC layers' width;
-    ``head_bn`` puts BatchNorm1d after the two hidden FC layers (the SfNet paper's VGG-16 head).
+    ``pool``; sfnet's scales 4 and 5 hold ``mixed1``, ``sc2``, ``sc3``), [``pool`` (global
+    average, with ``global_pool``)], ``flatten``, ``classifier`` (``fc1``, [``bn1``], ``act1``,
+    ..., ``fc3``). ``width`` scales every conv's channels by width / 64; ``hidden`` is the FC
+    layers' width; ``head_bn`` puts BatchNorm1d after the two hidden FC layers (the SfNet
+    paper's VGG-16 head). ``image_size``: the input side the flattened head is built for
+    (ignored with ``global_pool``); an input that leaves a different final map is refused.
     """
 
     def __init__(self, config, in_channels: int = 3, num_classes: int = 10, width: int = 64,
                  hidden: int = 512, bn: bool = False, head_bn: bool = False,
                  activation: str = "relu", dropout: float = 0.0, mixed_channels: int = 16,
-                 pool_size: int = 3, conv_method: str = "im2col", seed: int | None = 0,
-                 rng=None):
+                 pool_size: int = 3, image_size=32, global_pool: bool = False,
+                 conv_method: str = "im2col", seed: int | None = 0, rng=None):
         check_int("VGG", 1, in_channels=in_channels, num_classes=num_classes, width=width,
                   hidden=hidden)
         check_probability("VGG", dropout=dropout)
@@ -45,7 +69,9 @@ class VGG(NamedSequential):
                              f"got {config!r}")
         super().__init__()
         rng = make_rng(seed, rng)
-        self._summary = f"width={width}, hidden={hidden}, bn={bn}, head_bn={head_bn}"
+        self.global_pool = bool(global_pool)
+        self._summary = (f"width={width}, hidden={hidden}, bn={bn}, head_bn={head_bn}, "
+                         + ("global_pool=True" if global_pool else f"image_size={image_size}"))
         act = activation_factory(activation)
 
         def layer(spec, c_in):
@@ -73,13 +99,20 @@ class VGG(NamedSequential):
             current += [(f"{kind}{j}", module), (f"bn{j}", L.BatchNorm2d(c_out) if bn else None),
                         (f"act{j}", act())]
             c_in = c_out
-        # every scale but the last closes with a 2x2 max pool; the last one with global pooling
+        # every scale closes with a 2x2 max pool, except the last one under global_pool
+        last = len(scales) - 1
         self.features = L.Sequential(*[
-            NamedSequential(scale + ([("pool", L.MaxPool2d(2))] if i < len(scales) - 1 else []))
+            NamedSequential(scale + ([] if global_pool and i == last else [("pool", ScalePool())]))
             for i, scale in enumerate(scales)])
-        self.pool = L.GlobalAvgPool2d()
+        if global_pool:
+            self.final_hw = None
+            self.pool = L.GlobalAvgPool2d()
+            h_in = c_in
+        else:
+            self.final_hw = self._final_hw(_hw(image_size, "VGG"))
+            h_in = c_in * self.final_hw[0] * self.final_hw[1]
         self.flatten = L.Flatten()
-        head, h_in = [], c_in
+        head = []
         for j in (1, 2):
             head += [(f"fc{j}", L.Linear(h_in, hidden, rng=rng)),
                      (f"bn{j}", L.BatchNorm1d(hidden) if head_bn else None),
@@ -88,20 +121,50 @@ class VGG(NamedSequential):
         head.append(("fc3", L.Linear(hidden, num_classes, rng=rng)))
         self.classifier = NamedSequential(head)
 
+    def _final_hw(self, hw) -> tuple:
+        """The map's (H, W) after every scale's pool, for an input of (H, W) ``hw``."""
+        for _ in self.features:
+            hw = ScalePool.output_hw(*hw)
+        return hw
+
+    def forward(self, x):
+        if self.final_hw is not None and getattr(x, "ndim", 0) == 4:
+            got = self._final_hw(tuple(x.shape[2:]))
+            if got != self.final_hw:
+                raise ValueError(
+                    f"VGG: a {x.shape[2]}x{x.shape[3]} input leaves a {got[0]}x{got[1]} map "
+                    f"after the last scale, but the classifier was built for "
+                    f"{self.final_hw[0]}x{self.final_hw[1]}; build the model with image_size="
+                    f"{x.shape[2]} (or global_pool=True for any input size)")
+        return super().forward(x)
+
 
 @register("vgg11")
 def vgg11(in_channels: int = 3, num_classes: int = 10, width: int = 64, hidden: int = 512,
           bn: bool = False, activation: str = "relu", dropout: float = 0.0,
-          conv_method: str = "im2col", seed: int | None = 0, rng=None) -> VGG:
-    """VGG-A (8 conv + 3 FC layers), ``bn=True`` for VGG-A-BN (the Fudan report's comparison)."""
+          global_pool: bool = True, image_size: int = 32, conv_method: str = "im2col",
+          seed: int | None = 0, rng=None) -> VGG:
+    """VGG-A (8 conv + 3 FC layers), ``bn=True`` for VGG-A-BN (the Fudan report's comparison).
+
+    Global average pooling in place of the fifth max pool by default (``global_pool=False``
+    for the paper's five max pools and flattened head).
+    """
     return VGG(VGG_A, in_channels, num_classes, width, hidden, bn=bn, head_bn=False,
-               activation=activation, dropout=dropout, conv_method=conv_method, seed=seed, rng=rng)
+               activation=activation, dropout=dropout, image_size=image_size,
+               global_pool=global_pool, conv_method=conv_method, seed=seed, rng=rng)
 
 
 @register("vgg16")
 def vgg16(in_channels: int = 3, num_classes: int = 10, width: int = 64, hidden: int = 1024,
-          activation: str = "relu", dropout: float = 0.0, conv_method: str = "im2col",
+          bn: bool = True, activation: str = "relu", dropout: float = 0.0,
+          image_size: int = 32, global_pool: bool = False, conv_method: str = "im2col",
           seed: int | None = 0, rng=None) -> VGG:
-    """VGG-16 with BatchNorm and the SfNet paper's CIFAR head: [FC-1024, BN, ReLU] x 2, FC."""
-    return VGG(VGG_16, in_channels, num_classes, width, hidden, bn=True, head_bn=True,
-               activation=activation, dropout=dropout, conv_method=conv_method, seed=seed, rng=rng)
+    """VGG-16 as the SfNet preprint's Table 1 builds it: BN + ReLU after every conv, a max pool
+    after each of the five scales, [FC-1024, BN, ReLU] x 2, FC.
+
+    ``bn=False`` drops every BatchNorm (convs and head): with ``hidden=4096``,
+    ``dropout=0.5`` and ``image_size=224`` (``CONFIG_D``) it is the original configuration D.
+    """
+    return VGG(VGG_16, in_channels, num_classes, width, hidden, bn=bn, head_bn=bn,
+               activation=activation, dropout=dropout, image_size=image_size,
+               global_pool=global_pool, conv_method=conv_method, seed=seed, rng=rng)

@@ -178,3 +178,126 @@ def test_conv_methods_give_the_same_model_output(small):
     outputs = [models.build("sfnet", conv_method=m, **small["sfnet"]).astype(np.float64)(x)
                for m in ("im2col", "fft")]
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-9, atol=1e-12)
+
+
+# ---------------------------------------------------------------- the papers' forms
+def _children(layer):
+    return [(name, type(child).__name__) for name, child in layer.named_children()]
+
+
+def test_vgg16_closes_every_scale_with_a_max_pool_and_flattens():
+    """The SfNet preprint's Table 1: five scales, each closed by a 2x2 max pool; flatten; head."""
+    model = models.build("vgg16", width=4, hidden=8)
+    assert [type(scale[-1]).__name__ for scale in model.features] == ["ScalePool"] * 5
+    assert [name for name, _ in _children(model)] == ["features", "flatten", "classifier"]
+    assert model.classifier.fc1.in_features == 32  # 8 * width channels on a 1x1 map
+    # at ImageNet size the head reads the 7x7 map: the listing's in_size = 49
+    big = models.build("vgg16", width=4, hidden=8, image_size=224)
+    assert big.classifier.fc1.in_features == 32 * 49
+    y = models.build("vgg16", width=4, hidden=8, image_size=64)(
+        np.zeros((2, 3, 64, 64), np.float32))
+    assert y.shape == (2, 10)
+
+
+def test_vgg16_refuses_an_input_its_head_was_not_built_for():
+    model = models.build("vgg16", width=4, hidden=8)
+    with pytest.raises(ValueError, match=r"64x64 input leaves a 2x2 map.*built for 1x1.*"
+                                         r"image_size=64"):
+        model(np.zeros((1, 3, 64, 64), np.float32))
+    with pytest.raises(ValueError, match="image_size"):
+        models.build("vgg16", image_size=0)
+
+
+@pytest.mark.parametrize("name", ["vgg16", "sfnet"])
+def test_global_pool_is_the_named_variant(name, small):
+    paper = models.build(name, **small[name])
+    variant = models.build(name, global_pool=True, **small[name])
+    assert "pool" not in dict(paper.named_children())
+    assert isinstance(dict(variant.named_children())["pool"], type(variant.pool))
+    assert "pool" not in dict(variant.features[4].named_children())  # no fifth max pool
+    # same parameters (1x1 final map at 32x32), different function: a max against an average
+    assert paper.num_parameters() == variant.num_parameters()
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32))
+    variant.load_state_dict(paper.state_dict())
+    paper.eval(), variant.eval()
+    difference = np.abs(paper.astype(np.float64)(x) - variant.astype(np.float64)(x)).max()
+    if name == "vgg16":
+        # (narrow and in eval mode the logits barely move, but far beyond float64 rounding)
+        assert difference > 1e-9
+    else:
+        # sfnet's last scale runs on 2x2, where each SCLayer's 3x3 max pool (stride 1) sees
+        # the whole map: every position holds the same values, and a max over them equals
+        # their average. The two heads differ only from 64x64 inputs on.
+        assert difference == 0
+    # any input size for the variant
+    assert variant(np.zeros((2, 3, 64, 64), np.float32)).shape == (2, 10)
+
+
+def test_vgg11_keeps_global_pooling_by_default(small):
+    assert "pool" in dict(models.build("vgg11", **small["vgg11"]).named_children())
+    assert "pool" not in dict(models.build("vgg11", global_pool=False,
+                                           **small["vgg11"]).named_children())
+
+
+def test_vgg16_configuration_d_has_no_batchnorm():
+    from minidl.models.vgg import CONFIG_D
+
+    options = {**CONFIG_D, "width": 4, "hidden": 16, "image_size": 32}
+    model = models.build("vgg16", **options)
+    kinds = {type(layer).__name__ for _, layer in model.named_layers()}
+    assert not kinds & {"BatchNorm1d", "BatchNorm2d"} and "Dropout" in kinds
+    assert CONFIG_D == {"bn": False, "hidden": 4096, "dropout": 0.5, "image_size": 224}
+
+
+def test_lenet5_lecun_form_pools_before_the_activation():
+    model = models.build("lenet5", pool="avg", activation="tanh")
+    assert _children(model.features) == [
+        ("conv1", "Conv2d"), ("pool1", "AvgPool2d"), ("act1", "Tanh"),
+        ("conv2", "Conv2d"), ("pool2", "AvgPool2d"), ("act2", "Tanh"),
+        ("conv3", "Conv2d"), ("act3", "Tanh")]
+    assert model.num_parameters() == models.build("lenet5").num_parameters() == 61_706
+    with pytest.raises(ValueError, match="pool must be one of"):
+        models.build("lenet5", pool="sum")
+
+
+def test_lenet5_relu_max_variant_is_unchanged_by_the_order():
+    """ReLU commutes with a max, so pooling first gives what activating first gave."""
+    from minidl import layers as L
+
+    model = models.build("lenet5").astype(np.float64)
+    x = np.random.default_rng(1).standard_normal((2, 1, 28, 28))
+    f = model.features
+    out = L.MaxPool2d(2)(L.ReLU()(f.conv1(x)))
+    out = L.ReLU()(f.conv3(L.MaxPool2d(2)(L.ReLU()(f.conv2(out)))))
+    np.testing.assert_allclose(f(x), out, rtol=1e-12)
+
+
+def test_resnet18_plain_has_no_shortcut():
+    from minidl import layers as L
+
+    plain = models.build("resnet18", shortcut=False)
+    assert not any(isinstance(layer, L.Residual) for _, layer in plain.named_layers())
+    # the three 1x1 projection convs and their BatchNorms are gone, nothing else
+    projections = sum(c_in * c_out + 2 * c_out for c_in, c_out in [(64, 128), (128, 256),
+                                                                    (256, 512)])
+    assert plain.num_parameters() == 11_173_962 - projections == 11_000_138
+    names = {n for n, _ in plain.named_parameters()}
+    assert "layer2.0.body.conv1.weight" in names and not any("shortcut" in n for n in names)
+
+
+def test_mobilenet_imagenet_stem_and_full_convolution():
+    from minidl.summary import summary
+
+    rows = summary(models.build("mobilenet", stem_stride=2, width_mult=0.25),
+                   (3, 224, 224)).rows
+    assert rows[0].output_shape == (8, 112, 112)
+    assert summary(models.build("mobilenet", width_mult=0.25),
+                   (3, 32, 32)).rows[0].output_shape == (8, 32, 32)  # the CIFAR variant
+    full = models.build("mobilenet", separable=False, width_mult=0.125)
+    assert _children(full.blocks[1]) == [("conv", "Conv2d"), ("bn", "BatchNorm2d"),
+                                         ("act", "ReLU")]
+    assert full.blocks[1].conv.stride == (2, 2) and full.blocks[1].conv.groups == 1
+    y = full(np.zeros((2, 3, 32, 32), np.float32))
+    assert y.shape == (2, 10)
+    with pytest.raises(ValueError, match="stem_stride"):
+        models.build("mobilenet", stem_stride=0)

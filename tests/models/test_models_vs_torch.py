@@ -76,30 +76,34 @@ class TorchVGG38(nn.Module):
 
 
 class TorchBasicBlock(nn.Module):
-    def __init__(self, c_in, c_out, stride):
+    """He et al.'s BasicBlock; ``shortcut=False``: the plain block, relu(bn2(conv2(...)))."""
+
+    def __init__(self, c_in, c_out, stride, shortcut=True):
         super().__init__()
+        self.plain = not shortcut
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
         self.shortcut = nn.Sequential()
-        if stride != 1 or c_in != c_out:
+        if shortcut and (stride != 1 or c_in != c_out):
             self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
                                           nn.BatchNorm2d(c_out))
 
     def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(out if self.plain else out + self.shortcut(x))
 
 
 class TorchResNet18(nn.Module):
-    def __init__(self, c_in, w, classes):
+    def __init__(self, c_in, w, classes, shortcut=True):
         super().__init__()
         self.conv1, self.bn1 = nn.Conv2d(c_in, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w)
         blocks, c = [], w
         for i in range(4):
             for b in range(2):
-                blocks.append(TorchBasicBlock(c, w * 2 ** i, 2 if i > 0 and b == 0 else 1))
+                blocks.append(TorchBasicBlock(c, w * 2 ** i, 2 if i > 0 and b == 0 else 1,
+                                              shortcut))
                 c = w * 2 ** i
         self.layers = nn.Sequential(*blocks)
         self.linear = nn.Linear(c, classes)
@@ -127,6 +131,45 @@ class TorchMobileNet(nn.Module):
 
     def forward(self, x):
         return self.linear(self.features(x).mean(dim=(2, 3)))
+
+
+class TorchVGG16(nn.Module):
+    """The SfNet preprint's VGG-16 (Table 1, its listing): [conv3x3, BN, ReLU] x (2, 2, 3, 3, 3)
+    with a 2x2 max pool closing each of the five scales, the final map flattened, then
+    [Linear, BN, ReLU] x 2 and a Linear; ``w`` channels in the first scale, ``hidden`` FC width."""
+
+    def __init__(self, c_in, w, hidden, classes, final_hw=1):
+        super().__init__()
+        layers = []
+        for n, c in zip((2, 2, 3, 3, 3), (w, 2 * w, 4 * w, 8 * w, 8 * w)):
+            for _ in range(n):
+                layers += [nn.Conv2d(c_in, c, 3, 1, 1), nn.BatchNorm2d(c), nn.ReLU()]
+                c_in = c
+            layers.append(nn.MaxPool2d(2, 2))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.Linear(c_in * final_hw ** 2, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+            nn.Linear(hidden, classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+
+
+class TorchLeNet5(nn.Module):
+    """LeCun's LeNet-5: conv5 (pad 2) -> avg pool -> tanh -> conv5 -> avg pool -> tanh ->
+    C5 conv5 -> tanh -> (mean over what is left of the map) -> FC-84 -> tanh -> FC."""
+
+    def __init__(self, c_in, classes):
+        super().__init__()
+        self.c1, self.c3 = nn.Conv2d(c_in, 6, 5, padding=2), nn.Conv2d(6, 16, 5)
+        self.c5, self.f6, self.out = nn.Conv2d(16, 120, 5), nn.Linear(120, 84), nn.Linear(84, classes)
+
+    def forward(self, x):
+        x = torch.tanh(F.avg_pool2d(self.c1(x), 2))
+        x = torch.tanh(F.avg_pool2d(self.c3(x), 2))
+        x = torch.tanh(self.c5(x)).mean(dim=(2, 3))
+        return self.out(torch.tanh(self.f6(x)))
 
 
 def _copy_into_torch(ours, theirs):
@@ -167,6 +210,11 @@ CASES = {
     "vgg08": ("vgg08", dict(num_filters=4),
               lambda c_in: TorchVGG38(c_in, 4, 0, 3, 6, bn=False, residual=False)),
     "resnet18": ("resnet18", dict(width=4), lambda c_in: TorchResNet18(c_in, 4, 6)),
+    "resnet18-plain": ("resnet18", dict(width=4, shortcut=False),
+                       lambda c_in: TorchResNet18(c_in, 4, 6, shortcut=False)),
+    "vgg16": ("vgg16", dict(width=4, hidden=8), lambda c_in: TorchVGG16(c_in, 4, 8, 6)),
+    "lenet5-lecun": ("lenet5", dict(pool="avg", activation="tanh"),
+                     lambda c_in: TorchLeNet5(c_in, 6)),
     "mobilenet": ("mobilenet", dict(width_mult=0.125),
                   lambda c_in: TorchMobileNet(c_in, 0.125, 6)),
 }
