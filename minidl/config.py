@@ -55,6 +55,22 @@ class TrainConfig:
     conv_method: typing.Optional[str] = _opt(
         None, "convolution algorithm (the layer's method); all three give the same numbers "
               "(im2col when not given)", choices=CONV_METHODS, aliases=("--conv",))
+    pool: typing.Optional[str] = _opt(
+        None, "lenet5's pooling: max, or avg (LeCun's sub-sampling; with --activation tanh "
+              "LeCun's network) (max when not given)", choices=("max", "avg"))
+    no_shortcut: bool = _opt(False, "resnet18 without shortcut connections: the plain network "
+                                    "of the same depth (He et al., 2016, Fig. 4)")
+    width_mult: typing.Optional[float] = _opt(
+        None, "mobilenet's width multiplier alpha, scaling every layer's channels (1.0 when "
+              "not given)")
+    stem_stride: typing.Optional[int] = _opt(
+        None, "mobilenet's stem stride: 1 for 28/32-pixel images, 2 the paper's ImageNet form "
+              "(1 when not given)")
+    no_separable: bool = _opt(False, "mobilenet with one full 3x3 convolution in place of each "
+                                     "depthwise-separable block (the paper's Table 4)")
+    global_pool: bool = _opt(False, "vgg16/sfnet: global average pooling in place of the last "
+                                    "max pool and the flattened head (without it: the SfNet "
+                                    "paper's form)")
 
     # --- data
     dataset: str = _opt("fashion_mnist", "dataset name (fashion_mnist, cifar10, cifar100, ...)")
@@ -116,6 +132,10 @@ class TrainConfig:
              "raise the learning rate instead of decaying it"),
             (math.isfinite(self.weight_decay) and self.weight_decay >= 0,
              f"--weight-decay must be a finite number >= 0, got {self.weight_decay}"),
+            (self.width_mult is None or (math.isfinite(self.width_mult) and self.width_mult > 0),
+             f"--width-mult must be a finite number > 0, got {self.width_mult}"),
+            (self.stem_stride is None or self.stem_stride >= 1,
+             f"--stem-stride must be >= 1, got {self.stem_stride}"),
             (self.dropout is None or 0 <= self.dropout < 1,
              f"--dropout must be in [0, 1), got {self.dropout}"),
             (0 <= self.val_fraction < 1,  # NaN fails this too

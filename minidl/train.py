@@ -53,7 +53,11 @@ AUGMENT_PADDING = 4  # pixels of zero padding before the random crop (the CIFAR 
 # TrainConfig field -> keyword of models.build (the model's name for the same option).
 MODEL_OPTIONS = {"bn": "bn", "residual": "residual", "width": "width",
                  "num_blocks_per_stage": "num_blocks_per_stage", "activation": "activation",
-                 "dropout": "dropout", "conv_method": "conv_method"}
+                 "dropout": "dropout", "conv_method": "conv_method", "pool": "pool",
+                 "width_mult": "width_mult", "stem_stride": "stem_stride",
+                 "global_pool": "global_pool"}
+# TrainConfig flag -> keyword of models.build that the flag, when given, sets to False.
+NEGATED_MODEL_OPTIONS = {"no_shortcut": "shortcut", "no_separable": "separable"}
 
 
 # ---------------------------------------------------------------------- the learning step
@@ -172,6 +176,8 @@ def model_options(cfg: TrainConfig, accepted, data_options: dict) -> dict:
     options = {k: v for k, v in data_options.items() if k in accepted}
     options.update({option: getattr(cfg, field_name)
                     for field_name, option in MODEL_OPTIONS.items()
+                    if field_name in explicitly_set(cfg)})
+    options.update({option: False for field_name, option in NEGATED_MODEL_OPTIONS.items()
                     if field_name in explicitly_set(cfg)})
     return options
 

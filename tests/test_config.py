@@ -153,3 +153,33 @@ def test_silently_wrong_numbers_are_problems(options, message):
 
 def test_min_lr_above_lr_is_fine_for_a_constant_schedule():
     assert TrainConfig(model="vgg38", min_lr=0.1, lr=0.01, schedule="constant").problems() == []
+
+
+# The model options of the efficient-architecture issue (11), spelt as on the command line.
+def test_paper_model_options_parse_and_are_checked(capsys):
+    cfg = parse_config(["mobilenet", "--width-mult", "0.5", "--stem-stride", "2",
+                        "--no-separable"])
+    assert (cfg.width_mult, cfg.stem_stride, cfg.no_separable) == (0.5, 2, True)
+    assert explicitly_set(cfg) == {"model", "width_mult", "stem_stride", "no_separable"}
+    cfg = parse_config(["lenet5", "--pool", "avg", "--activation", "tanh"])
+    assert (cfg.pool, cfg.activation) == ("avg", "tanh")
+    assert parse_config(["resnet18", "--no-shortcut"]).no_shortcut is True
+    assert parse_config(["vgg16", "--global-pool"]).global_pool is True
+    defaults = parse_config(["vgg16"])
+    assert (defaults.pool, defaults.width_mult, defaults.stem_stride) == (None, None, None)
+    assert not (defaults.no_shortcut or defaults.no_separable or defaults.global_pool)
+    with pytest.raises(SystemExit):
+        parse_config(["lenet5", "--pool", "sum"])
+    assert "invalid choice: 'sum'" in capsys.readouterr().err
+    bad = TrainConfig(model="mobilenet", width_mult=0.0, stem_stride=0)
+    text = " ".join(bad.problems())
+    assert "--width-mult" in text and "--stem-stride" in text
+    assert TrainConfig(model="mobilenet", width_mult=float("nan")).problems()
+
+
+def test_a_config_json_without_the_paper_options_still_loads():
+    values = TrainConfig(model="vgg16").to_dict()
+    for name in ("pool", "no_shortcut", "width_mult", "stem_stride", "no_separable",
+                 "global_pool"):
+        del values[name]
+    assert TrainConfig.from_dict(values) == TrainConfig(model="vgg16")

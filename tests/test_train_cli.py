@@ -206,12 +206,36 @@ DATA_OPTIONS = {"in_channels": 1, "num_classes": 10, "seed": 3}
     (["mobilenet", "--activation", "elu"], {"activation": "elu"}, {"width_mult", "num_filters"}),
     # set explicitly but not an option of lenet5: passed on, so build() can name it
     (["lenet5", "--width", "8"], {"width": 8}, set()),
+    # the papers' forms (issue 11): each option given reaches the model, the rest stay unset
+    (["lenet5", "--pool", "avg", "--activation", "tanh"], {"pool": "avg", "activation": "tanh"},
+     set()),
+    (["lenet5"], {}, {"pool", "activation"}),
+    (["resnet18", "--no-shortcut"], {"shortcut": False}, set()),
+    (["resnet18"], {}, {"shortcut", "no_shortcut"}),
+    (["mobilenet", "--width-mult", "1.0", "--stem-stride", "2", "--no-separable"],
+     {"width_mult": 1.0, "stem_stride": 2, "separable": False}, set()),
+    (["mobilenet"], {}, {"width_mult", "stem_stride", "separable", "no_separable"}),
+    (["sfnet", "--global-pool"], {"global_pool": True}, set()),
+    (["vgg16"], {}, {"global_pool", "image_size"}),
 ])
 def test_model_options_from_the_command_line(argv, expected, absent):
     cfg = parse_config(argv)
     options = model_options(cfg, models.options(cfg.model), DATA_OPTIONS)
     assert {**DATA_OPTIONS, **expected}.items() <= options.items()
     assert not absent & options.keys()
+    if set(expected) <= set(models.options(cfg.model)):  # lenet5 --width: build() refuses it
+        models.build(cfg.model, **options)
+
+
+@pytest.mark.parametrize("argv, refused", [
+    (["vgg38", "--no-shortcut"], "shortcut"), (["lenet5", "--pool", "avg", "--bn"], "bn"),
+    (["resnet18", "--width-mult", "0.5"], "width_mult"), (["vgg16", "--pool", "max"], "pool"),
+    (["lenet5", "--no-separable"], "separable"), (["mobilenet", "--global-pool"], "global_pool"),
+])
+def test_a_paper_option_the_model_does_not_take_is_refused_by_name(argv, refused):
+    cfg = parse_config(argv)
+    with pytest.raises(ValueError, match=f"has no option.*'{refused}'"):
+        models.build(cfg.model, **model_options(cfg, models.options(cfg.model), DATA_OPTIONS))
 
 
 # ---------------------------------------------------------------------- resume
