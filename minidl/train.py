@@ -227,8 +227,11 @@ class Trainer:
     def _build_model(self):
         """``models.build`` with the data set's shape, the seed and the model options of cfg."""
         cfg = self.cfg
+        _, h, w = self.splits.image_shape
+        # image_size: the input side a model with a flattened head is built for (vgg16, sfnet)
         data_options = {"in_channels": self.splits.in_channels,
-                        "num_classes": self.splits.num_classes, "seed": cfg.seed}
+                        "num_classes": self.splits.num_classes, "seed": cfg.seed,
+                        "image_size": h if h == w else (h, w)}
         options = model_options(cfg, models.options(cfg.model), data_options)
         try:
             return models.build(cfg.model, **options)

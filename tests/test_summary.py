@@ -61,7 +61,8 @@ def test_row_shapes_match_a_real_forward():
 
 @pytest.mark.parametrize("name", models.available())
 def test_every_model_counts_like_its_forward(name):
-    model = models.build(name, in_channels=1, num_classes=7).eval()
+    size = {"image_size": 28} if "image_size" in models.options(name) else {}
+    model = models.build(name, in_channels=1, num_classes=7, **size).eval()
     s = summary(model, (1, 28, 28))
     out = model(np.zeros((1, 1, 28, 28), np.float32))
     assert s.output_shape == out.shape[1:] == (7,)
@@ -199,12 +200,13 @@ def test_cli_reproduces_table_6_row(capsys):
     assert json.loads(capsys.readouterr().out)["params"] == 29_294_088
 
 
-def test_vgg_scale_pool_passes_a_1x1_map_in_the_count():
-    """28x28 through five scales: 28 -> 14 -> 7 -> 3 -> 1 -> 1 (the fifth pool finds 1x1)."""
-    model = models.build("vgg16", in_channels=1, width=4, hidden=8)
+def test_vgg16_at_28x28_counts_four_pools():
+    """28x28 through five scales: 28 -> 14 -> 7 -> 3 -> 1, the fifth scale without its pool."""
+    model = models.build("vgg16", in_channels=1, width=4, hidden=8, image_size=28)
     pools = [r.output_shape[1:] for r in summary(model, (1, 28, 28)).rows
-             if r.kind == "ScalePool"]
-    assert pools == [(14, 14), (7, 7), (3, 3), (1, 1), (1, 1)]
+             if r.kind == "MaxPool2d"]
+    assert pools == [(14, 14), (7, 7), (3, 3), (1, 1)]
+    model = models.build("vgg16", in_channels=1, width=4, hidden=8)
     pools = [r.output_shape[1:] for r in summary(model, (1, 32, 32)).rows
-             if r.kind == "ScalePool"]
+             if r.kind == "MaxPool2d"]
     assert pools == [(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]

@@ -1,15 +1,13 @@
 """Building blocks shared by the model families: named chains, post-activation residuals,
-the pooled linear head, a VGG scale's closing pool, and option checks."""
+the pooled linear head, and option checks."""
 from __future__ import annotations
 
 import functools
-from collections import namedtuple
 from collections.abc import Mapping
 
 import numpy as np
 
 from .. import layers as L
-from .. import summary
 from .._shapes import positive_int, unit_interval
 from ..layers.activations import get_activation
 from ..layers.base import Layer
@@ -55,50 +53,6 @@ class ResidualBlock(L.Residual):
         if "act" in self._children:
             dout = self.act.backward(dout)
         return super().backward(dout)
-
-
-_PassedThrough = namedtuple("_PassedThrough", "x_shape")
-
-
-class ScalePool(L.MaxPool2d):
-    """The 2x2 max pool (stride 2) that closes a scale; a map with a side of 1 passes unchanged.
-
-    x: (N, C, H, W) -> (N, C, H // 2, W // 2), or x itself when min(H, W) == 1: there is
-    nothing to pool, and the rule lets a five-scale VGG take 28x28 images (28 -> 14 -> 7 -> 3
-    -> 1 after four pools; the fifth finds 1x1). The cache is MaxPool2d's, or the input shape.
-    """
-
-    def __init__(self):
-        super().__init__(2)
-
-    @staticmethod
-    def output_hw(h: int, w: int) -> tuple:
-        """``(H, W)`` after this pool: halved (rounding down), or unchanged when a side is 1."""
-        return (h, w) if min(h, w) < 2 else (h // 2, w // 2)
-
-    def forward(self, x):
-        self._check_input(x, 4)
-        if min(x.shape[2:]) < 2:
-            self._cache = _PassedThrough(tuple(x.shape))
-            return x
-        return super().forward(x)
-
-    def backward(self, dout):
-        cache = self._saved()
-        if isinstance(cache, _PassedThrough):
-            self._check_dout(dout, cache.x_shape)
-            return dout
-        return super().backward(dout)
-
-
-@summary.rule(ScalePool)
-def _scale_pool_rule(layer, shape):
-    """summary's counting rule: MaxPool2d's output shape, or the input's for a side of 1."""
-    if len(shape) != 3:
-        raise summary.SummaryError(f"{layer.describe()} expects 3-d input per example, "
-                                   f"but receives shape {tuple(shape)}")
-    c, h, w = shape
-    return (c, *ScalePool.output_hw(h, w)), 0
 
 
 def make_rng(seed, rng):

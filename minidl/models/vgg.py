@@ -6,11 +6,12 @@ closing a scale by a 2x2 max pool. Every conv is followed by [BatchNorm2d] and t
 
 Head, as the SfNet preprint's Table 1 and listing build it (the default of vgg16 and sfnet):
 every scale, the fifth included, closes with its max pool, and the classifier reads the
-flattened final map, 512 * h * w features. ``image_size`` is the input side the classifier is
+flattened final map, 512 * h * w features. ``image_size`` is the input side the model is
 built for: 32 (CIFAR-10) leaves a 1x1 map, 224 (ImageNet) a 7x7 map (the listing's ``in_size``
-of 1 and 49). A 28x28 image cannot take five halvings: the rule (``ScalePool``) is that a pool
-meeting a map with a side of 1 passes it unchanged, so 28x28 goes 28 -> 14 -> 7 -> 3 -> 1 -> 1
-and a model built for 32 also takes 28x28 Fashion-MNIST, with the same parameters.
+of 1 and 49). A 28x28 image cannot take five halvings; the rule: a scale whose map already has
+a side of 1 ends without its pool, so ``image_size=28`` goes 28 -> 14 -> 7 -> 3 -> 1 and the
+fifth scale keeps its 1x1 map (same parameters as at 32). ``python -m minidl.train`` passes
+the data set's image size; an input of another size is refused with a message saying so.
 
 ``global_pool=True`` is the variant minidl used before (and vgg11's default): the last scale
 ends in global average pooling instead of its max pool, so the head sees 8 * width channels
@@ -24,8 +25,8 @@ from __future__ import annotations
 
 from .. import layers as L
 from .._shapes import positive_int
-from ._blocks import (NamedSequential, ScalePool, activation_factory, check_int,
-                      check_probability, dropout_layer, make_rng)
+from ._blocks import (NamedSequential, activation_factory, check_int, check_probability,
+                      dropout_layer, make_rng)
 from .registry import register
 
 M = "M"
@@ -53,7 +54,7 @@ class VGG(NamedSequential):
     ..., ``fc3``). ``width`` scales every conv's channels by width / 64; ``hidden`` is the FC
     layers' width; ``head_bn`` puts BatchNorm1d after the two hidden FC layers (the SfNet
     paper's VGG-16 head). ``image_size``: the input side the flattened head is built for
-    (ignored with ``global_pool``); an input that leaves a different final map is refused.
+    and its pools are built for (ignored with ``global_pool``); another input size is refused.
     """
 
     def __init__(self, config, in_channels: int = 3, num_classes: int = 10, width: int = 64,
@@ -99,18 +100,20 @@ class VGG(NamedSequential):
             current += [(f"{kind}{j}", module), (f"bn{j}", L.BatchNorm2d(c_out) if bn else None),
                         (f"act{j}", act())]
             c_in = c_out
-        # every scale closes with a 2x2 max pool, except the last one under global_pool
-        last = len(scales) - 1
+        # every scale closes with a 2x2 max pool, except the last one under global_pool, and
+        # (the paper form) one whose map already has a side of 1
+        self.image_hw = None if global_pool else _hw(image_size, "VGG")
+        pooled = [i < len(scales) - 1 if global_pool else _pools(self.image_hw, len(scales))[i]
+                  for i in range(len(scales))]
         self.features = L.Sequential(*[
-            NamedSequential(scale + ([] if global_pool and i == last else [("pool", ScalePool())]))
-            for i, scale in enumerate(scales)])
+            NamedSequential(scale + ([("pool", L.MaxPool2d(2))] if pool else []))
+            for scale, pool in zip(scales, pooled)])
         if global_pool:
-            self.final_hw = None
             self.pool = L.GlobalAvgPool2d()
             h_in = c_in
         else:
-            self.final_hw = self._final_hw(_hw(image_size, "VGG"))
-            h_in = c_in * self.final_hw[0] * self.final_hw[1]
+            final_hw = _final_hw(self.image_hw, len(scales))
+            h_in = c_in * final_hw[0] * final_hw[1]
         self.flatten = L.Flatten()
         head = []
         for j in (1, 2):
@@ -121,22 +124,30 @@ class VGG(NamedSequential):
         head.append(("fc3", L.Linear(hidden, num_classes, rng=rng)))
         self.classifier = NamedSequential(head)
 
-    def _final_hw(self, hw) -> tuple:
-        """The map's (H, W) after every scale's pool, for an input of (H, W) ``hw``."""
-        for _ in self.features:
-            hw = ScalePool.output_hw(*hw)
-        return hw
-
     def forward(self, x):
-        if self.final_hw is not None and getattr(x, "ndim", 0) == 4:
-            got = self._final_hw(tuple(x.shape[2:]))
-            if got != self.final_hw:
+        if self.image_hw is not None and getattr(x, "ndim", 0) == 4:
+            if tuple(x.shape[2:]) != self.image_hw:
+                h, w = self.image_hw
                 raise ValueError(
-                    f"VGG: a {x.shape[2]}x{x.shape[3]} input leaves a {got[0]}x{got[1]} map "
-                    f"after the last scale, but the classifier was built for "
-                    f"{self.final_hw[0]}x{self.final_hw[1]}; build the model with image_size="
-                    f"{x.shape[2]} (or global_pool=True for any input size)")
+                    f"VGG: built for {h}x{w} inputs (image_size), got {x.shape[2]}x{x.shape[3]}: "
+                    f"its pools and flattened head depend on the size; build it with "
+                    f"image_size={x.shape[2]} (or global_pool=True for any input size)")
         return super().forward(x)
+
+
+def _pools(hw, n_scales: int) -> list:
+    """Which of ``n_scales`` scales close with a 2x2 max pool for an (H, W) = ``hw`` input:
+    each one whose map has both sides >= 2 (so 28x28: the first four, 28 -> ... -> 1)."""
+    pools = []
+    for _ in range(n_scales):
+        pools.append(min(hw) >= 2)
+        hw = (hw[0] // 2, hw[1] // 2) if pools[-1] else hw
+    return pools
+
+
+def _final_hw(hw, n_scales: int) -> tuple:
+    """The map's (H, W) after the last scale for an (H, W) = ``hw`` input (paper form)."""
+    return (hw[0] // 2 ** sum(_pools(hw, n_scales)), hw[1] // 2 ** sum(_pools(hw, n_scales)))
 
 
 @register("vgg11")

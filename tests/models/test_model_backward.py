@@ -85,28 +85,15 @@ def test_gradcheck_tiny_vgg(options):
     assert errors[worst] < 1e-6, f"{worst}: {errors[worst]:.2e}"
 
 
-def test_gradcheck_scale_pool_halves_or_passes_a_1x1_map():
-    """ScalePool, VGG's scale-closing pool: a 2x2 max pool on a 4x4 map, the identity on 1x1."""
-    from minidl.models._blocks import ScalePool
-
-    rng = np.random.default_rng(6)
-    for shape in [(2, 3, 4, 4), (2, 3, 1, 1), (2, 3, 1, 5)]:
-        pool = ScalePool()
-        x = rng.standard_normal(shape)
-        errors = gradcheck_layer(pool, x, seed=7)
-        assert errors["x"] < 1e-7, (shape, errors)
-    assert ScalePool()(x) is x  # a side of 1: passed unchanged, not copied
-
-
-def test_gradcheck_vgg_through_a_passed_pool_and_the_flattened_head():
-    # Three scales on a 4x4 input: 4 -> 2 -> 1 -> 1, the third pool finds 1x1 and passes it.
+def test_gradcheck_vgg_without_a_pool_on_1x1_and_with_the_flattened_head():
+    # Three scales on a 4x4 input: 4 -> 2 -> 1, the third scale keeps its 1x1 map unpooled.
     # (A whole vgg16 at this width is too deep for the check: its gradient with respect to x
     # vanishes below the finite differences' rounding noise.)
     from minidl.models.vgg import VGG, M
 
     model = VGG((4, M, 4, M, 4, M), in_channels=1, num_classes=3, hidden=5, image_size=4,
                 activation="tanh", seed=2)
-    assert model.final_hw == (1, 1)
+    assert "pool" not in dict(model.features[2].named_children())
     x = np.random.default_rng(8).standard_normal((2, 1, 4, 4))
     errors = gradcheck_layer(model, x, seed=9)
     assert len(errors) == 1 + len(model.parameters())

@@ -15,7 +15,8 @@ def test_every_registered_model_has_a_small_configuration(small):
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("shape", [(2, 1, 28, 28), (2, 3, 32, 32)], ids=["28x28x1", "32x32x3"])
 def test_output_shape(name, shape, small):
-    model = models.build(name, in_channels=shape[1], num_classes=7, **small[name])
+    size = {"image_size": shape[2]} if "image_size" in models.options(name) else {}
+    model = models.build(name, in_channels=shape[1], num_classes=7, **size, **small[name])
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     y = model(x)
     assert y.shape == (2, 7)
@@ -188,7 +189,7 @@ def _children(layer):
 def test_vgg16_closes_every_scale_with_a_max_pool_and_flattens():
     """The SfNet preprint's Table 1: five scales, each closed by a 2x2 max pool; flatten; head."""
     model = models.build("vgg16", width=4, hidden=8)
-    assert [type(scale[-1]).__name__ for scale in model.features] == ["ScalePool"] * 5
+    assert [type(scale[-1]).__name__ for scale in model.features] == ["MaxPool2d"] * 5
     assert [name for name, _ in _children(model)] == ["features", "flatten", "classifier"]
     assert model.classifier.fc1.in_features == 32  # 8 * width channels on a 1x1 map
     # at ImageNet size the head reads the 7x7 map: the listing's in_size = 49
@@ -199,11 +200,20 @@ def test_vgg16_closes_every_scale_with_a_max_pool_and_flattens():
     assert y.shape == (2, 10)
 
 
-def test_vgg16_refuses_an_input_its_head_was_not_built_for():
+def test_vgg16_at_28x28_leaves_out_the_fifth_pool():
+    """The rule for 28x28: a scale whose map already has a side of 1 ends without its pool."""
+    model = models.build("vgg16", in_channels=1, width=4, hidden=8, image_size=28)
+    assert ["pool" in dict(scale.named_children()) for scale in model.features] == [
+        True, True, True, True, False]
+    assert model.classifier.fc1.in_features == 32  # 28 -> 14 -> 7 -> 3 -> 1: a 1x1 map
+    assert model.num_parameters() == models.build("vgg16", in_channels=1, width=4,
+                                                  hidden=8).num_parameters()
+
+
+def test_vgg16_refuses_an_input_it_was_not_built_for():
     model = models.build("vgg16", width=4, hidden=8)
-    with pytest.raises(ValueError, match=r"64x64 input leaves a 2x2 map.*built for 1x1.*"
-                                         r"image_size=64"):
-        model(np.zeros((1, 3, 64, 64), np.float32))
+    with pytest.raises(ValueError, match=r"built for 32x32 inputs.*got 28x28.*image_size=28"):
+        model(np.zeros((1, 3, 28, 28), np.float32))
     with pytest.raises(ValueError, match="image_size"):
         models.build("vgg16", image_size=0)
 
