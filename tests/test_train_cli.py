@@ -491,3 +491,13 @@ def test_output_piped_into_head_stops_cleanly_after_saving(data_dir, tmp_path):
     assert child.wait(timeout=300) == EXIT_PIPE_CLOSED, err
     assert first.startswith("vgg08:") and "Traceback" not in err and "stdout closed" in err
     assert load_checkpoint(out / "checkpoints" / "latest.npz")["epoch"] == 1
+
+
+def test_the_data_sets_image_size_reaches_a_model_with_a_flattened_head():
+    data = {**DATA_OPTIONS, "image_size": 28}
+    assert model_options(parse_config(["vgg16"]), models.options("vgg16"), data)["image_size"] == 28
+    assert "image_size" not in model_options(parse_config(["lenet5"]), models.options("lenet5"),
+                                             data)
+    model = models.build("sfnet", width=4, hidden=8,
+                         **model_options(parse_config(["sfnet"]), models.options("sfnet"), data))
+    assert model(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)
