@@ -53,8 +53,8 @@ class VGG(NamedSequential):
     average, with ``global_pool``)], ``flatten``, ``classifier`` (``fc1``, [``bn1``], ``act1``,
     ..., ``fc3``). ``width`` scales every conv's channels by width / 64; ``hidden`` is the FC
     layers' width; ``head_bn`` puts BatchNorm1d after the two hidden FC layers (the SfNet
-    paper's VGG-16 head). ``image_size``: the input side the flattened head is built for
-    and its pools are built for (ignored with ``global_pool``); another input size is refused.
+    paper's VGG-16 head). ``image_size``: the input side the pools and the flattened head are
+    built for (ignored with ``global_pool``); another input size is refused.
     """
 
     def __init__(self, config, in_channels: int = 3, num_classes: int = 10, width: int = 64,
