@@ -294,6 +294,8 @@ def main(argv=None) -> int:
     name, shape, classes, as_json = (args.pop(k) for k in ("model", "input", "classes", "json"))
     defaults = models.options(name)
     options = {k: v for k, v in args.items() if k in defaults and v != defaults[k]}
+    if "image_size" in defaults and "image_size" not in options and len(shape) == 3:
+        options["image_size"] = shape[1]  # models whose head depends on it (vgg16, sfnet)
     try:
         model = models.build(name, in_channels=shape[0], num_classes=classes, **options)
         result = summary(model, shape)

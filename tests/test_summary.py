@@ -210,3 +210,14 @@ def test_vgg16_at_28x28_counts_four_pools():
     pools = [r.output_shape[1:] for r in summary(model, (1, 32, 32)).rows
              if r.kind == "MaxPool2d"]
     assert pools == [(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]
+
+
+def test_cli_passes_the_image_size_to_models_built_for_one(capsys):
+    """vgg16/sfnet size their pools and head from image_size: the CLI takes it from --input."""
+    assert main(["sfnet", "--input", "1", "28", "28", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    model = models.build("sfnet", in_channels=1, num_classes=10, image_size=28)
+    assert data["params"] == model.num_parameters()
+    assert main(["vgg16", "--input", "3", "224", "224", "--classes", "1000", "--hidden", "4096",
+                 "--no-bn", "--dropout", "0.5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["params"] == 138_357_544  # VGG-16 configuration D
