@@ -19,12 +19,11 @@ What is compiled (each kernel once per dtype used, float32 and float64, on first
     activations.py     LeakyReLU forward and backward (ReLU's backward is slope 0)
     normalization.py   BatchNorm statistics, normalisation, and backward (sums + input grad)
 
-The kernels are parallel (numba's ``prange``): one thread per CPU this process may use
-(``_threads.cap_to_affinity``; ``NUMBA_NUM_THREADS`` overrides), one thread for arrays under
-65,536 elements. On a machine already busy with other processes a parallel region waits for
-its slowest thread, and ``NUMBA_NUM_THREADS=1`` is then the faster setting (measured on a
-2-core machine at load ~20: the BatchNorm layers of a vgg38 step took 0.8 s on one thread,
-4.1 s on two, 1.6-1.7 s in NumPy).
+The kernels are written parallel (numba's ``prange``) but run on ONE thread by default
+(``_threads.default_threads``): BLAS keeps its own threads, and on a 2-core machine a vgg38
+step was fastest with one-thread kernels, idle (1719 ms, against 2513 ms on two threads and
+1917 ms in NumPy) and busy alike. ``NUMBA_NUM_THREADS=N`` gives them N threads; arrays under
+65,536 elements always run on one.
 """
 from __future__ import annotations
 
