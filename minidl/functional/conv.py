@@ -251,10 +251,9 @@ def _loops_backward(dout, saved, geom: ConvGeometry):
 # in cache while the GEMM reads it. A threaded BLAS hands every call to its worker threads
 # and back, which costs little on an idle machine but up to a scheduler time slice per
 # hand-off on a busy one. Measured on an idle 2-core machine with 2 BLAS threads (vgg38
-# layer, forward + backward, against PyTorch in the same run): 0.8-0.95x PyTorch's time with
-# 0.5-4 MiB blocks, 1.38x with 24 MiB, 1.7-2x with 64-256 MiB; so cache-sized blocks for
-# both (a busy machine is better served by OPENBLAS_NUM_THREADS=1). A GPU prefers a few
-# large kernels.
+# layer, forward + backward, medians of 5): 96-107 ms with 0.5-4 MiB blocks, 146-159 ms with
+# 24 MiB, 187-206 ms with 64-256 MiB; so cache-sized blocks for both (a busy machine is
+# better served by OPENBLAS_NUM_THREADS=1). A GPU prefers a few large kernels.
 CPU_BLOCK_BYTES = {False: 2 << 20, True: 2 << 20}  # by whether BLAS runs threaded
 GPU_BLOCK_BYTES = 256 << 20
 
