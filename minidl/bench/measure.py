@@ -131,18 +131,20 @@ def measure_op(case, modes, torch_twins, repeats: int, warmup: int = 1) -> list[
     return out
 
 
+def _timed(fn):
+    """``fn`` as a contender of ``timing.interleaved``: returns its wall time as a 1-tuple."""
+    def run():
+        start = time.perf_counter()
+        fn()
+        return (time.perf_counter() - start,)
+    return run
+
+
 def measure_step(case, modes, torch_twins, repeats: int, subprocess_steps: int = 2):
     """The training step of ``case`` per kernel path and in PyTorch, timed here interleaved;
     its memory is the max RSS of a fresh process per contender (``step.peak_rss``)."""
     x, y = step.batch(case)
     contenders, losses = {}, {}
-
-    def timed(fn):
-        def run():
-            start = time.perf_counter()
-            fn()
-            return (time.perf_counter() - start,)
-        return run
 
     for mode in modes:
         train = step.minidl_step(case.build_model(), x, y)
@@ -151,11 +153,11 @@ def measure_step(case, modes, torch_twins, repeats: int, subprocess_steps: int =
             with timing.kernel_path(mode):
                 return train()
         losses[mode] = minidl_run()  # the first step: the warm-up, and a loss to compare
-        contenders[mode] = timed(minidl_run)
+        contenders[mode] = _timed(minidl_run)
     if torch_twins is not None:
         torch_run = step.torch_step(torch_twins.twin(case.build_model()), x, y)
         losses["torch"] = torch_run()
-        contenders["torch"] = timed(torch_run)
+        contenders["torch"] = _timed(torch_run)
     samples = timing.interleaved(contenders, repeats, warmup=0)
 
     theirs = None if torch_twins is None else step.peak_rss(case, "torch", subprocess_steps)
@@ -178,17 +180,10 @@ def gemm_rate(n: int, repeats: int, torch=None) -> dict:
     a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
     c = np.empty_like(a)
 
-    def timed(fn):
-        def run():
-            start = time.perf_counter()
-            fn()
-            return (time.perf_counter() - start,)
-        return run
-
-    contenders = {"numpy": timed(lambda: np.matmul(a, b, out=c))}
+    contenders = {"numpy": _timed(lambda: np.matmul(a, b, out=c))}
     if torch is not None:
         at, bt, ct = (torch.from_numpy(v) for v in (a, b, c.copy()))
-        contenders["torch"] = timed(lambda: torch.mm(at, bt, out=ct))
+        contenders["torch"] = _timed(lambda: torch.mm(at, bt, out=ct))
     samples = timing.interleaved(contenders, repeats)
     flops = 2 * n ** 3
     return {"n": n, **{f"{name}_gflops": flops / (timing.median_ms(s) * 1e-3) / 1e9
