@@ -5,6 +5,8 @@ EPOCHS ?= 3
 MODEL_ARGS ?= vgg38 --bn --residual
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# JupyterLab refuses to start as root (containers, cloud machines) without this flag.
+JUPYTER_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
 .PHONY: install install-test data lint test train notebooks benchmark clean
 
@@ -38,7 +40,7 @@ train: install data  ## train vgg38 with BatchNorm and residual connections on F
 
 notebooks: install data  ## JupyterLab in notebooks/ (the teaching notebooks)
 	$(PIP) install -q -e ".[notebooks]"
-	cd notebooks && $(PYTHON) -m jupyter lab
+	cd notebooks && $(PYTHON) -m jupyter lab $(JUPYTER_ROOT)
 
 benchmark: install-test  ## minidl vs PyTorch CPU: conv (three ways), BatchNorm, activations, a vgg38 step
 	$(PYTHON) -m minidl.bench --kernels both
