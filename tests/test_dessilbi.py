@@ -7,6 +7,7 @@ import pytest
 
 from minidl import backend, optim
 from minidl.layers.base import Parameter
+from tests.optim_helpers import run
 from minidl.optim.dessilbi import DessiLBI, group_shrink
 
 SHAPES = ((4, 3), (2, 2, 3, 3), (5,))  # a linear weight, a conv weight, a bias
@@ -42,17 +43,6 @@ def problem(seed=0):
     w0 = [rng.standard_normal(s) for s in SHAPES]
     grads = [[3.0 * rng.standard_normal(s) for _ in range(STEPS)] for s in SHAPES]
     return w0, grads
-
-
-def run(opt, params, grads, steps):
-    xp = backend.get_array_module(params[0].data)
-    history = []
-    for t in steps:
-        for p, g in zip(params, grads):
-            p.grad[...] = xp.asarray(g[t])
-        opt.step()
-        history.append([backend.asnumpy(p.data).copy() for p in params])
-    return history
 
 
 KWS = [dict(lr=0.05, mu=10.0, lam=1.0), dict(lr=0.02, kappa=2.0, mu=5.0, lam=0.3, momentum=0.0,

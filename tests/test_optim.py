@@ -7,6 +7,7 @@ import pytest
 
 from minidl import backend, optim
 from minidl.layers.base import Layer, Parameter
+from tests.optim_helpers import run
 
 STEPS = 6
 SHAPES = ((3, 4), (5,))
@@ -107,18 +108,6 @@ def problem(seed=0, dtype=np.float64):
 
 def make_params(w0, xp=np):
     return [Parameter(xp.array(w)) for w in w0]
-
-
-def run(opt, params, grads, steps):
-    """Set each parameter's grad to the given arrays and step; returns weights after each step."""
-    xp = backend.get_array_module(params[0].data)
-    history = []
-    for t in steps:
-        for p, g in zip(params, grads):
-            p.grad[...] = xp.asarray(g[t])
-        opt.step()
-        history.append([backend.asnumpy(p.data).copy() for p in params])
-    return history
 
 
 # ---------------------------------------------------------------------------- update rules
