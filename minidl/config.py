@@ -7,6 +7,7 @@ adding an option is one line here and ``--help``, ``config.json`` and resume che
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import json
 import math
@@ -27,8 +28,63 @@ RESUMABLE_CHANGES = ("epochs", "resume", "no_progress", "device")
 
 
 def _opt(default, help: str, **extra):
-    """A dataclass field whose metadata becomes the argparse option's help/choices/metavar."""
-    return field(default=default, metadata={"help": help, **extra})
+    """A dataclass field whose metadata becomes the argparse option's help/choices/metavar.
+
+    A dict default (``model_kwargs``) becomes a fresh empty dict per instance."""
+    metadata = {"help": help, **extra}
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# Types a --model-kwargs value may have after parsing (tuples may nest them).
+KWARG_TYPES = (bool, int, float, str, type(None))
+
+
+def model_kwarg_value(value, key: str = "value"):
+    """``value`` as stored in TrainConfig.model_kwargs: lists (JSON's form of a tuple) become
+    tuples, so a config.json read back compares equal; a ValueError for other containers."""
+    if isinstance(value, (list, tuple)):
+        return tuple(model_kwarg_value(v, key) for v in value)
+    if not isinstance(value, KWARG_TYPES):
+        raise ValueError(f"model option {key}: a value must be a number, True/False, None, "
+                         f"a string or a tuple of these, got {type(value).__name__} {value!r}")
+    return value
+
+
+def parse_model_kwarg(text: str) -> tuple[str, object]:
+    """``"hidden=(800, 800)"`` -> ``("hidden", (800, 800))``.
+
+    The value is read as a Python literal (``5``, ``0.1``, ``True``, ``None``, ``(3, 5)``,
+    ``3,5``); anything that is not one (``relu``, ``max_overlap``) is kept as the string.
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE with KEY an option name of the model, got {text!r}")
+    try:
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        value = raw.strip()  # not a literal: a word such as relu is meant as a string
+    try:
+        return key, model_kwarg_value(value, key)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+class _KeyValues(argparse.Action):
+    """``--model-kwargs a=1 b=2`` (repeatable): merges the pairs into one dict; a key given
+    twice is an error rather than a silent overwrite."""
+
+    def __call__(self, parser, namespace, pairs, option_string=None):
+        merged = dict(getattr(namespace, self.dest) or {})
+        for key, value in pairs:
+            if key in merged:
+                parser.error(f"argument {option_string}: {key} is given twice "
+                             f"({merged[key]!r} and {value!r})")
+            merged[key] = value
+        setattr(namespace, self.dest, merged)
 
 
 @dataclass
@@ -71,6 +127,13 @@ class TrainConfig:
     global_pool: bool = _opt(False, "vgg16/sfnet: global average pooling in place of the last "
                                     "max pool and the flattened head (without it: the SfNet "
                                     "paper's form)")
+    model_kwargs: dict = _opt(
+        {}, "any option of the model's builder as KEY=VALUE pairs (timm's spelling), e.g. "
+            "--model-kwargs kernel_size=5 hidden=(800,800) norm=lrn; a value is read as a "
+            "Python literal (int, float, True/False, None, tuple) and otherwise kept as a "
+            "string. An unknown KEY is refused with the model's list of options; a KEY that "
+            "a named option above also sets (e.g. width with --width) is refused",
+        metavar="KEY=VALUE")
 
     # --- data
     dataset: str = _opt("fashion_mnist", "dataset name (fashion_mnist, cifar10, cifar100, ...)")
@@ -103,6 +166,13 @@ class TrainConfig:
     resume: bool = _opt(False, "continue from <out>/checkpoints/latest.npz (only --epochs and "
                                "--device may change)")
     no_progress: bool = _opt(False, "no progress bars (the per-epoch summary lines remain)")
+
+    def __post_init__(self):
+        # config.json stores tuples as lists: normalise so a saved run compares equal.
+        if not isinstance(self.model_kwargs, dict):
+            raise ValueError(f"model_kwargs must be a dict of model options, got "
+                             f"{self.model_kwargs!r}")
+        self.model_kwargs = {k: model_kwarg_value(v, k) for k, v in self.model_kwargs.items()}
 
     @property
     def num_filters(self):
@@ -145,7 +215,8 @@ class TrainConfig:
         return [message for ok, message in checks if not ok]
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The options as JSON would give them back (tuples as lists), as in config.json."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -235,6 +306,10 @@ def build_parser(model_choices=None,
             parser.add_argument(*names, dest=f.name, action="store_true", default=f.default,
                                 **kwargs)
             continue
+        if kind is dict:
+            parser.add_argument(*names, dest=f.name, action=_KeyValues, nargs="+", default={},
+                                type=parse_model_kwarg, metavar=meta["metavar"], **kwargs)
+            continue
         if "choices" in meta:
             kwargs["choices"] = list(meta["choices"])
         parser.add_argument(*names, dest=f.name, type=kind, default=f.default,
@@ -258,6 +333,8 @@ def to_argv(config: TrainConfig) -> list[str]:
             continue
         if isinstance(value, bool):
             argv.append(option_name(f.name))
+        elif isinstance(value, dict):
+            argv += [option_name(f.name), *(f"{k}={v!r}" for k, v in value.items())]
         else:
             argv += [option_name(f.name), str(value)]
     return argv

@@ -167,19 +167,45 @@ def _json_number(value):
 
 def model_options(cfg: TrainConfig, accepted, data_options: dict) -> dict:
     """Keyword arguments for ``models.build``: the entries of ``data_options`` the model
-    accepts (``accepted``, its option names) and every model option the user gave.
+    accepts (``accepted``, its option names), every model option the user gave, and
+    ``cfg.model_kwargs``.
 
     An option not given (None, or False for a flag) is not passed, so each model keeps its own
     default (resnet18 keeps its BatchNorm and the papers' width 64); an option given is always
-    passed, even with the value of some default, and build() says which do not apply.
+    passed, even with the value of some default, and build() says which do not apply. A
+    ``--model-kwargs`` key that a named option or the data set also sets is a ValueError.
     """
     options = {k: v for k, v in data_options.items() if k in accepted}
-    options.update({option: getattr(cfg, field_name)
-                    for field_name, option in MODEL_OPTIONS.items()
-                    if field_name in explicitly_set(cfg)})
-    options.update({option: False for field_name, option in NEGATED_MODEL_OPTIONS.items()
-                    if field_name in explicitly_set(cfg)})
+    given = {option: getattr(cfg, field_name) for field_name, option in MODEL_OPTIONS.items()
+             if field_name in explicitly_set(cfg)}
+    given.update({option: False for field_name, option in NEGATED_MODEL_OPTIONS.items()
+                  if field_name in explicitly_set(cfg)})
+    named = {**{v: k for k, v in MODEL_OPTIONS.items()},
+             **{v: k for k, v in NEGATED_MODEL_OPTIONS.items()}}
+    for key in cfg.model_kwargs:
+        if key in given:
+            raise ValueError(f"--model-kwargs {key}=... and {option_name(named[key])} both set "
+                             f"the model's {key}: give it once")
+        if key in data_options:
+            raise ValueError(f"--model-kwargs cannot set {key}: it comes from the data set "
+                             "and --seed")
+    options.update(given)
+    options.update(cfg.model_kwargs)
     return options
+
+
+def build_model(cfg: TrainConfig, splits):
+    """``models.build`` for the data set ``splits`` (channels, classes, image side), with the
+    seed and the model options of ``cfg``; a UsageError names an option it refuses."""
+    _, h, w = splits.image_shape
+    # image_size: the input side a model with a flattened head is built for (vgg16, sfnet)
+    data_options = {"in_channels": splits.in_channels, "num_classes": splits.num_classes,
+                    "seed": cfg.seed, "image_size": h if h == w else (h, w)}
+    try:
+        options = model_options(cfg, models.options(cfg.model), data_options)
+        return models.build(cfg.model, **options)
+    except ValueError as err:  # an option the model does not take, or a bad value
+        raise UsageError(str(err)) from None
 
 
 class Trainer:
@@ -200,7 +226,7 @@ class Trainer:
         # Layers that draw from minidl.init's global generator (e.g. Dropout's mask seed)
         # get the same draws in every run with this seed.
         init.seed(cfg.seed)
-        self.model = self._build_model()
+        self.model = build_model(cfg, self.splits)
         if cfg.device != "cpu":
             self.model.to(cfg.device)
         try:
@@ -224,20 +250,6 @@ class Trainer:
             self._restore(state)
 
     # ------------------------------------------------------------------ setup
-    def _build_model(self):
-        """``models.build`` with the data set's shape, the seed and the model options of cfg."""
-        cfg = self.cfg
-        _, h, w = self.splits.image_shape
-        # image_size: the input side a model with a flattened head is built for (vgg16, sfnet)
-        data_options = {"in_channels": self.splits.in_channels,
-                        "num_classes": self.splits.num_classes, "seed": cfg.seed,
-                        "image_size": h if h == w else (h, w)}
-        options = model_options(cfg, models.options(cfg.model), data_options)
-        try:
-            return models.build(cfg.model, **options)
-        except ValueError as err:  # an option the model does not take, or a bad value
-            raise UsageError(str(err)) from None
-
     def _batches(self) -> data.BatchIterator:
         """Shuffled, augmented training batches; a last batch of one example is dropped."""
         cfg = self.cfg

@@ -183,3 +183,56 @@ def test_a_config_json_without_the_paper_options_still_loads():
                  "global_pool"):
         del values[name]
     assert TrainConfig.from_dict(values) == TrainConfig(model="vgg16")
+
+
+# --model-kwargs (issue 11): any builder option, values read as Python literals.
+def test_model_kwargs_values_are_python_literals_else_strings():
+    cfg = parse_config(["vgg19", "--model-kwargs", "kernel_size=5", "hidden=(800, 800)",
+                        "norm=lrn", "p=0.25", "bn=True", "head=None", "sizes=3,5",
+                        "--model-kwargs", "name='relu'", "ks=[3, 5]"])
+    assert cfg.model_kwargs == {"kernel_size": 5, "hidden": (800, 800), "norm": "lrn",
+                                "p": 0.25, "bn": True, "head": None, "sizes": (3, 5),
+                                "name": "relu", "ks": (3, 5)}
+    assert isinstance(cfg.model_kwargs["bn"], bool) and cfg.model_kwargs["head"] is None
+    assert parse_config(to_argv(cfg)) == cfg
+    assert explicitly_set(cfg) == {"model", "model_kwargs"}
+    assert parse_config(["vgg19"]).model_kwargs == {}
+
+
+def test_model_kwargs_survive_config_json_and_are_compared_on_resume(tmp_path):
+    cfg = parse_config(["mlp", "--model-kwargs", "hidden=(1200, 1200)", "dropout=0.5"])
+    cfg.save_json(tmp_path / "config.json")
+    assert '"hidden": [\n      1200,' in (tmp_path / "config.json").read_text()  # JSON list
+    loaded = TrainConfig.load_json(tmp_path / "config.json")
+    assert loaded == cfg and loaded.model_kwargs["hidden"] == (1200, 1200)
+    assert config_differences(loaded, cfg) == []
+    other = parse_config(["mlp", "--model-kwargs", "hidden=(800, 800)", "dropout=0.5"])
+    assert config_differences(cfg, other) == [
+        ("model_kwargs", {"hidden": [1200, 1200], "dropout": 0.5},
+         {"hidden": [800, 800], "dropout": 0.5})]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model-kwargs", "kernel_size"], "expected KEY=VALUE"),
+    (["--model-kwargs", "=5"], "expected KEY=VALUE"),
+    (["--model-kwargs", "kernel size=5"], "expected KEY=VALUE"),
+    (["--model-kwargs", "a=1", "a=2"], "a is given twice (1 and 2)"),
+    (["--model-kwargs", "a=1", "--model-kwargs", "a=1"], "a is given twice"),
+    (["--model-kwargs", "a={1: 2}"], "a: a value must be a number"),
+    (["--model-kwargs", "a={1, 2}"], "got set"),
+    (["--model-kwargs"], "expected at least one argument"),
+])
+def test_bad_model_kwargs_exit_with_code_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse_config(["vgg19", *argv])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_model_kwargs_from_a_dict_are_checked():
+    assert TrainConfig(model="m", model_kwargs={"k": [1, [2, 3]]}).model_kwargs == {
+        "k": (1, (2, 3))}
+    with pytest.raises(ValueError, match="model option k: a value must"):
+        TrainConfig(model="m", model_kwargs={"k": {"nested": 1}})
+    with pytest.raises(ValueError, match="model_kwargs must be a dict"):
+        TrainConfig(model="m", model_kwargs=["k=1"])

@@ -9,6 +9,7 @@ import dataclasses
 import gzip
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -217,6 +218,11 @@ DATA_OPTIONS = {"in_channels": 1, "num_classes": 10, "seed": 3}
     (["mobilenet"], {}, {"width_mult", "stem_stride", "separable", "no_separable"}),
     (["sfnet", "--global-pool"], {"global_pool": True}, set()),
     (["vgg16"], {}, {"global_pool", "image_size"}),
+    # --model-kwargs: any builder option, typed as a Python literal (issue 11)
+    (["vgg38", "--model-kwargs", "width=8", "bn=True", "conv_method=fft"],
+     {"width": 8, "bn": True, "conv_method": "fft"}, set()),
+    (["mobilenet", "--width-mult", "0.5", "--model-kwargs", "separable=False"],
+     {"width_mult": 0.5, "separable": False}, set()),
 ])
 def test_model_options_from_the_command_line(argv, expected, absent):
     cfg = parse_config(argv)
@@ -492,6 +498,41 @@ def test_output_piped_into_head_stops_cleanly_after_saving(data_dir, tmp_path):
     assert child.wait(timeout=300) == EXIT_PIPE_CLOSED, err
     assert first.startswith("vgg08:") and "Traceback" not in err and "stdout closed" in err
     assert load_checkpoint(out / "checkpoints" / "latest.npz")["epoch"] == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["vgg38", "--width", "8", "--model-kwargs", "width=16"],
+     "--model-kwargs width=... and --width both set the model's width"),
+    (["resnet18", "--no-shortcut", "--model-kwargs", "shortcut=True"], "--no-shortcut both set"),
+    (["vgg38", "--model-kwargs", "num_classes=3"], "cannot set num_classes: it comes from"),
+    (["vgg38", "--model-kwargs", "seed=3"], "cannot set seed"),
+])
+def test_model_kwargs_that_clash_are_refused(argv, message):
+    cfg = parse_config(argv)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        model_options(cfg, models.options(cfg.model), DATA_OPTIONS)
+
+
+def test_model_kwargs_reach_the_model_and_are_kept_for_resume(tiny_model, data_dir, tmp_path,
+                                                              capsys):
+    out = tmp_path / "kwargs"
+    argv = [*_argv(data_dir, out, "--epochs", "1"), "--model-kwargs", "conv_method='fft'"]
+    assert main(argv) == 0
+    assert json.loads((out / "config.json").read_text())["model_kwargs"] == {
+        "conv_method": "fft"}
+    argv[-1] = "conv_method=loops"
+    assert main(argv[:-2] + ["--epochs", "2", "--resume", "--model-kwargs",
+                             "conv_method=loops"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--model-kwargs: {'conv_method': 'fft'} in config.json, {'conv_method': 'loops'} " \
+           "now" in err
+    # an option the builder does not take: refused with the list of valid ones, nothing written
+    assert main([*_argv(data_dir, tmp_path / "bad", "--epochs", "1"), "--model-kwargs",
+                 "kernel_size=5"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "has no option(s) 'kernel_size'; valid options: in_channels, num_classes, " \
+           "dropout, seed, conv_method" in err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_the_data_sets_image_size_reaches_a_model_with_a_flattened_head():
