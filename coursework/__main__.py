@@ -2,11 +2,13 @@
 
     python -m coursework list [STUDY]                  # every study, or one study's commands
     python -m coursework run STUDY [RUN ...] [--quick] [--epochs N] [--subset N]
-                                   [--device gpu] [--ray ADDRESS|local]
+                                   [--repeats N] [--device gpu] [--ray ADDRESS|local]
     python -m coursework report STUDY                  # coursework/results/STUDY/README.md + plots
 
 Runs go to ``runs/coursework/<study>/<run>/`` (``runs/coursework-quick`` with ``--quick``);
 ``run`` skips finished runs and resumes interrupted ones, so it can simply be run again.
+``--repeats N`` trains every run with seeds 0..N-1 (``<run>``, ``<run>-seed1``, ...); the
+report gives mean ± sd.
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ def _overrides(args) -> list[str]:
 def _plan(args):
     study = studies.get(args.study)
     return study, runner.plan(study, _out_root(args), args.runs, args.quick, _overrides(args),
-                              args.narrow)
+                              args.narrow, args.repeats)
 
 
 def cmd_list(args) -> int:
@@ -55,7 +57,8 @@ def cmd_list(args) -> int:
     for item in items:
         figures = ", ".join(f"{k} {v}" for k, v in item.run.report.items()) or "no figure"
         kind = " (landscape probes at every step)" if item.run.kind == "landscape" else ""
-        print(f"# {item.run.name}: {item.run.label}{kind}; the report: {figures}")
+        needs = f"; after {', '.join(f.name for f in item.needs)}" if item.needs else ""
+        print(f"# {item.name}: {item.run.label}{kind}{needs}; the report: {figures}")
         print(f"{train.PROG} {shlex.join(item.argv)}")
     return 0
 
@@ -95,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("runs", nargs="*", metavar="RUN", help="only these runs (default: all)")
         p.add_argument("--epochs", type=int, help="epochs per run (default: the study's)")
         p.add_argument("--subset", type=int, help="train on the first N training images only")
+        p.add_argument("--repeats", type=int, metavar="N",
+                       help="train every run N times, with seeds 0..N-1 (default: the study's, "
+                            f"at most {runner.QUICK_REPEATS} with --quick)")
         p.add_argument("--dataset", help="data set (default: the document's; fashion_mnist, "
                                          "mnist, cifar10, cifar100)")
         p.add_argument("--data-dir", help="folder holding the data set files")
@@ -126,6 +132,8 @@ def main(argv=None) -> int:
         return exit_.code if isinstance(exit_.code, int) else train.EXIT_USAGE
     if getattr(args, "narrow", 1) < 1:
         parser.error(f"--narrow must be >= 1, got {args.narrow}")
+    if getattr(args, "repeats", None) is not None and args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
     try:
         return args.func(args)
     except ValueError as err:  # an unknown study or run name
