@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .backend import DEVICES
+from .data.augment import AUGMENTATIONS, augmentation_names
 from .functional.conv import METHODS as CONV_METHODS
 from .optim import OPTIMIZERS, SCHEDULES
 
@@ -50,6 +51,24 @@ def model_kwarg_value(value, key: str = "value"):
         raise ValueError(f"model option {key}: a value must be a number, True/False, None, "
                          f"a string or a tuple of these, got {type(value).__name__} {value!r}")
     return value
+
+
+class _Names(argparse.Action):
+    """``--augment crop,flip erase`` (commas or spaces, repeatable): adds the names to the
+    option's tuple; no names at all means ``bare``. An unknown name is a usage error."""
+
+    def __init__(self, option_strings, dest, names=(), bare=(), **kwargs):
+        self.names, self.bare = tuple(names), tuple(bare)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = [n for v in values for n in v.replace(",", " ").split()] or list(self.bare)
+        unknown = [n for n in given if n not in self.names]
+        if unknown:
+            parser.error(f"argument {option_string}: unknown name(s) "
+                         f"{', '.join(map(repr, unknown))}; choose from {', '.join(self.names)}")
+        already = getattr(namespace, self.dest) or ()
+        setattr(namespace, self.dest, tuple(n for n in self.names if n in (*already, *given)))
 
 
 def parse_model_kwarg(text: str) -> tuple[str, object]:
@@ -142,8 +161,13 @@ class TrainConfig:
     val_fraction: float = _opt(0.05, "fraction of the training set held out for validation")
     subset: typing.Optional[int] = _opt(
         None, "use only N training examples (quick experiments and tests)")
-    augment: bool = _opt(False, "random crop with 4-pixel zero padding + horizontal flip")
-    random_erasing: bool = _opt(False, "random erasing augmentation (Zhong et al., 2017)")
+    augment: tuple = _opt(
+        (), "training augmentations, comma or space separated, applied in this order: crop "
+            "(random crop after 4-pixel zero padding), jitter (random shifts of up to 2 pixels, "
+            "Hinton et al.'s jittered inputs), flip (horizontal), erase (random erasing, Zhong "
+            "et al., 2017, p 0.5); a bare --augment means crop,flip",
+        names=AUGMENTATIONS, bare=("crop", "flip"), flags={"--random-erasing": ("erase",)},
+        metavar="NAME")
 
     # --- optimisation
     epochs: int = _opt(100, "number of passes over the training set")
@@ -173,6 +197,9 @@ class TrainConfig:
             raise ValueError(f"model_kwargs must be a dict of model options, got "
                              f"{self.model_kwargs!r}")
         self.model_kwargs = {k: model_kwarg_value(v, k) for k, v in self.model_kwargs.items()}
+        if isinstance(self.augment, bool):  # config.json before the list: crop+flip or none
+            self.augment = ("crop", "flip") if self.augment else ()
+        self.augment = augmentation_names(self.augment)
 
     @property
     def num_filters(self):
@@ -224,9 +251,16 @@ class TrainConfig:
 
         A config.json of an older minidl is read too: ``num_filters`` and ``conv`` are now
         ``width`` and ``conv_method``, and model options saved at the old defaults (which were
-        not passed to the model) become None, "not given".
+        not passed to the model) become None, "not given"; ``augment: true`` is crop+flip and
+        ``random_erasing: true`` adds "erase" to it.
         """
         values = dict(values)
+        if "random_erasing" in values:  # before --augment took a list: now its "erase"
+            erase = values.pop("random_erasing")
+            augment = values.get("augment", False)
+            augment = (("crop", "flip") if augment else ()) if isinstance(augment, bool) \
+                else tuple(augment)
+            values["augment"] = augment + (("erase",) if erase else ())
         if RENAMED.keys() & values.keys():  # written by an older minidl
             for old, new in RENAMED.items():
                 if old in values:
@@ -272,7 +306,8 @@ class _HelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        no_default = action.default is None or action.default is False
+        no_default = action.default is None or action.default is False or \
+            (isinstance(action.default, (tuple, dict)) and not action.default)
         if action.option_strings and not no_default and action.default is not argparse.SUPPRESS:
             text += " (default: %(default)s)"
         return text
@@ -306,6 +341,15 @@ def build_parser(model_choices=None,
             parser.add_argument(*names, dest=f.name, action="store_true", default=f.default,
                                 **kwargs)
             continue
+        if "names" in meta:
+            parser.add_argument(*names, dest=f.name, action=_Names, nargs="*", default=(),
+                                metavar=meta["metavar"], names=meta["names"],
+                                bare=meta["bare"], **kwargs)
+            for flag, adds in meta.get("flags", {}).items():
+                parser.add_argument(flag, dest=f.name, action=_Names, nargs=0, const=adds,
+                                    names=meta["names"], bare=adds,
+                                    help=f"the older spelling of {names[0]} {','.join(adds)}")
+            continue
         if kind is dict:
             parser.add_argument(*names, dest=f.name, action=_KeyValues, nargs="+", default={},
                                 type=parse_model_kwarg, metavar=meta["metavar"], **kwargs)
@@ -335,6 +379,8 @@ def to_argv(config: TrainConfig) -> list[str]:
             argv.append(option_name(f.name))
         elif isinstance(value, dict):
             argv += [option_name(f.name), *(f"{k}={v!r}" for k, v in value.items())]
+        elif isinstance(value, tuple):
+            argv += [option_name(f.name), ",".join(value)]
         else:
             argv += [option_name(f.name), str(value)]
     return argv

@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from . import backend, data, init, losses, models, optim, plots
 from .checkpoint import RunFolder, RunFolderError, rng_state, set_rng_state
+from .data.augment import named_augmentation
 from .config import (RESUMABLE_CHANGES, TrainConfig, build_parser, config_differences,
                      explicitly_set, option_name, to_argv)
 from .metrics import (GRAD_FLOW_COLUMNS, METRIC_COLUMNS, CSVLog, CSVLogError, GradientFlow,
@@ -48,7 +49,6 @@ EXIT_INTERRUPTED = 128 + signal.SIGINT         # 130, as a shell reports Ctrl-C
 EXIT_TERMINATED = 128 + signal.SIGTERM         # 143
 EXIT_PIPE_CLOSED = 141                         # 128 + SIGPIPE, as for any program in a pipe
 PROG = "python -m minidl.train"
-AUGMENT_PADDING = 4  # pixels of zero padding before the random crop (the CIFAR convention)
 
 # TrainConfig field -> keyword of models.build (the model's name for the same option).
 MODEL_OPTIONS = {"bn": "bn", "residual": "residual", "width": "width",
@@ -261,8 +261,7 @@ class Trainer:
         if drop_last and not cfg.drop_last:
             self.log(f"note: {len(x_train)} training examples in batches of {cfg.batch_size} "
                      "leave a last batch of one example; it is dropped each epoch")
-        augment = data.make_augmentation(crop_padding=AUGMENT_PADDING if cfg.augment else 0,
-                                         flip=cfg.augment, erasing=cfg.random_erasing)
+        augment = named_augmentation(cfg.augment)
         return data.BatchIterator(x_train, y_train, cfg.batch_size, shuffle=True,
                                   rng=np.random.default_rng(cfg.seed), augment=augment,
                                   drop_last=drop_last)

@@ -16,7 +16,8 @@ def test_defaults_are_the_coursework_settings():
     # model options not given are None: the model's own default applies (vgg38: width 32,
     # no dropout, im2col), and a given value always reaches the model
     assert (cfg.width, cfg.dropout, cfg.conv_method, cfg.activation) == (None,) * 4
-    assert not (cfg.bn or cfg.residual or cfg.augment or cfg.random_erasing or cfg.resume)
+    assert not (cfg.bn or cfg.residual or cfg.resume)
+    assert cfg.augment == ()
 
 
 def test_every_field_is_documented_and_becomes_an_option():
@@ -34,7 +35,7 @@ def test_command_line_round_trip():
             "--num-blocks-per-stage", "2", "--activation", "elu", "--random-erasing",
             "--augment", "--out", "runs/x", "--data-dir", "/data", "--weight-decay", "1e-4"]
     cfg = parse_config(argv)
-    assert cfg.bn and cfg.residual and cfg.augment and cfg.random_erasing
+    assert cfg.bn and cfg.residual and cfg.augment == ("crop", "flip", "erase")
     assert (cfg.epochs, cfg.lr, cfg.subset, cfg.num_blocks_per_stage) == (3, 0.05, 200, 2)
     assert (cfg.optimizer, cfg.schedule, cfg.conv_method, cfg.activation) == (
         "nesterov", "onecycle", "fft", "elu")
@@ -90,8 +91,7 @@ def test_explicitly_set_and_problems():
 ISSUE_DEFAULTS = {"--epochs": 100, "--batch-size": 100, "--lr": 1e-3, "--min-lr": 2e-5,
                   "--optimizer": "adam", "--schedule": "cosine", "--conv-method": None,
                   "--device": "cpu", "--seed": 0}
-ISSUE_FLAGS = ("--bn", "--residual", "--random-erasing", "--augment", "--resume", "--no-progress",
-               "--drop-last")
+ISSUE_FLAGS = ("--bn", "--residual", "--resume", "--no-progress", "--drop-last")
 ISSUE_VALUES = {"--dataset": "cifar100", "--data-dir": "/data", "--weight-decay": 1e-4,
                 "--dropout": 0.2, "--width": 16, "--num-blocks-per-stage": 2,
                 "--activation": "relu", "--subset": 500, "--out": "runs/x"}
@@ -110,6 +110,10 @@ def test_every_issue_option_parses_with_its_default():
         assert getattr(parse_config(["vgg38", flag]), _field(flag)) is True, flag
     for option, value in ISSUE_VALUES.items():
         assert getattr(parse_config(["vgg38", option, str(value)]), _field(option)) == value
+    # --augment (crop + flip) and --random-erasing were flags; now they fill one list
+    assert cfg.augment == ()
+    assert parse_config(["vgg38", "--augment"]).augment == ("crop", "flip")
+    assert parse_config(["vgg38", "--random-erasing"]).augment == ("erase",)
 
 
 @pytest.mark.parametrize("option, valid", [("--conv-method", ("im2col", "fft", "loops")),
@@ -236,3 +240,44 @@ def test_model_kwargs_from_a_dict_are_checked():
         TrainConfig(model="m", model_kwargs={"k": {"nested": 1}})
     with pytest.raises(ValueError, match="model_kwargs must be a dict"):
         TrainConfig(model="m", model_kwargs=["k=1"])
+
+
+# --augment NAME ... (issue 11): a list, applied in a fixed order.
+@pytest.mark.parametrize("argv, expected", [
+    (["--augment"], ("crop", "flip")),                       # bare: today's meaning
+    (["--augment", "flip"], ("flip",)),
+    (["--augment", "erase,flip,crop"], ("crop", "flip", "erase")),
+    (["--augment", "crop", "flip", "erase"], ("crop", "flip", "erase")),
+    (["--augment", "flip,", "jitter"], ("jitter", "flip")),
+    (["--augment", "flip", "--random-erasing"], ("flip", "erase")),
+    (["--random-erasing", "--augment"], ("crop", "flip", "erase")),
+    (["--augment", "flip", "--augment", "flip"], ("flip",)),
+])
+def test_augment_takes_a_list(argv, expected):
+    cfg = parse_config(["vgg38", *argv])
+    assert cfg.augment == expected
+    assert parse_config(to_argv(cfg)) == cfg
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_unknown_augmentation_exits_with_code_2(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse_config(["vgg38", "--augment", "crop,flop"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown name(s) 'flop'; choose from crop, jitter, flip, erase" in err
+    with pytest.raises(ValueError, match="unknown augmentation.*'rotate'"):
+        TrainConfig(model="vgg38", augment=("rotate",))
+
+
+@pytest.mark.parametrize("augment, random_erasing, expected", [
+    (True, False, ("crop", "flip")), (False, False, ()), (True, True, ("crop", "flip", "erase")),
+    (False, True, ("erase",)),
+])
+def test_config_json_with_augment_flags_still_loads(augment, random_erasing, expected):
+    values = {**TrainConfig(model="vgg38").to_dict(), "augment": augment,
+              "random_erasing": random_erasing}
+    cfg = TrainConfig.from_dict(values)
+    assert cfg.augment == expected
+    assert TrainConfig.from_dict({**values, "random_erasing": False}).augment == \
+        (("crop", "flip") if augment else ())

@@ -253,6 +253,19 @@ def test_resume_after_finished_epoch_equals_straight_run(straight_run, data_dir,
     _assert_same_run(out, straight_run)
 
 
+def test_a_run_whose_config_json_has_the_old_augment_flags_resumes(straight_run, data_dir,
+                                                                    tmp_path):
+    # config.json of a run from before --augment took a list (augment/random_erasing flags)
+    out = tmp_path / "old"
+    assert main(_argv(data_dir, out, "--epochs", "1")) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["augment"] == ["crop", "flip", "erase"] and "random_erasing" not in config
+    config.update(augment=True, random_erasing=True)
+    (out / "config.json").write_text(json.dumps(config))
+    assert main(_argv(data_dir, out, "--epochs", "2", "--resume")) == 0
+    _assert_same_run(out, straight_run)
+
+
 class _CountingLoss(losses.CrossEntropyLoss):
     """CrossEntropyLoss that runs ``action(self)`` on its ``at``-th call (1-based)."""
 

@@ -1,5 +1,7 @@
 """Batch augmentation, vectorised over the batch: random crop, horizontal flip, random erasing.
 
+``named_augmentation(("crop", "flip"))`` builds the training CLI's ``--augment`` list.
+
 Every function takes a batch ``x: (N, C, H, W)`` (numpy or cupy) and a numpy Generator,
 returns a new array and never modifies ``x``. Random numbers always come from the numpy
 Generator (one small draw per image), so a batch is augmented identically on CPU and GPU and
@@ -15,6 +17,11 @@ from .. import backend
 from .._shapes import positive_int, unit_interval
 
 ERASING_ATTEMPTS = 10  # candidate rectangles per image, as in torchvision's RandomErasing
+CROP_PADDING = 4       # "crop": zero padding before the random crop (the CIFAR convention)
+JITTER_PIXELS = 2      # "jitter": shifts of up to 2 pixels, the jittered MNIST inputs of
+                       # Hinton et al.'s dropout net (the distillation teacher)
+# Augmentations by name, in the order they are applied whatever order they are given in.
+AUGMENTATIONS = ("crop", "jitter", "flip", "erase")
 
 
 def _check_batch(x, who: str):
@@ -182,4 +189,40 @@ def make_augmentation(crop_padding: int = 0, flip: bool = False, erasing: bool |
         transforms.append(RandomFlip())
     if erasing:
         transforms.append(RandomErasing(p=0.5 if erasing is True else float(erasing)))
+    return Compose(transforms) if transforms else None
+
+
+def _by_name(name: str):
+    if name == "crop":
+        return RandomCrop(CROP_PADDING)
+    if name == "jitter":  # a random crop of a 2-pixel padding is a shift by up to 2 pixels
+        return RandomCrop(JITTER_PIXELS)
+    if name == "flip":
+        return RandomFlip()
+    if name == "erase":
+        return RandomErasing()  # p = 0.5, as make_augmentation(erasing=True)
+    raise ValueError(f"unknown augmentation {name!r}; expected some of {', '.join(AUGMENTATIONS)}")
+
+
+def augmentation_names(names) -> tuple:
+    """``names`` (an iterable, or one string separated by commas/spaces) as a tuple in
+    AUGMENTATIONS order without repeats; a ValueError names an unknown one."""
+    if isinstance(names, str):
+        names = names.replace(",", " ").split()
+    names = list(names)
+    unknown = [n for n in names if n not in AUGMENTATIONS]
+    if unknown:
+        raise ValueError(f"unknown augmentation(s) {', '.join(map(repr, unknown))}; expected "
+                         f"some of {', '.join(AUGMENTATIONS)}")
+    return tuple(n for n in AUGMENTATIONS if n in names)
+
+
+def named_augmentation(names):
+    """The augmentations named (see AUGMENTATIONS) as one Compose, None for none: "crop"
+    (4-pixel padding), "jitter" (shifts of up to 2 pixels), "flip", "erase" (p = 0.5).
+
+    They apply in AUGMENTATIONS order, so ("crop", "flip", "erase") draws exactly as
+    ``make_augmentation(crop_padding=4, flip=True, erasing=True)``.
+    """
+    transforms = [_by_name(n) for n in augmentation_names(names)]
     return Compose(transforms) if transforms else None

@@ -5,6 +5,7 @@ import pytest
 from minidl import backend
 from minidl.data import (Compose, RandomCrop, RandomErasing, RandomFlip, make_augmentation,
                          random_crop, random_erasing, random_flip)
+from minidl.data.augment import JITTER_PIXELS, augmentation_names, named_augmentation
 
 
 def batch(n=64, c=3, h=8, w=8, seed=0, dtype=np.float32):
@@ -143,3 +144,39 @@ def test_same_result_on_every_backend(xp):
     out = aug(xp.asarray(x), np.random.default_rng(4))
     assert backend.get_array_module(out) is xp
     np.testing.assert_allclose(backend.asnumpy(out), aug(x, np.random.default_rng(4)), rtol=0, atol=0)
+
+
+# Augmentations by name (the training CLI's --augment list, issue 11).
+def test_named_augmentation_draws_as_the_flags_did():
+    x = batch()
+    old = make_augmentation(crop_padding=4, flip=True, erasing=True)
+    for names in (("crop", "flip", "erase"), "erase,flip crop", ["flip", "erase", "crop"]):
+        new = named_augmentation(names)
+        np.testing.assert_array_equal(new(x, np.random.default_rng(5)),
+                                      old(x, np.random.default_rng(5)))
+    flip_only = named_augmentation("flip")
+    assert [type(t) for t in flip_only.transforms] == [RandomFlip]
+    np.testing.assert_array_equal(flip_only(x, np.random.default_rng(1)),
+                                  random_flip(x, np.random.default_rng(1)))
+    assert named_augmentation(()) is None and named_augmentation("") is None
+
+
+def test_jitter_shifts_by_at_most_two_pixels_with_zero_fill():
+    assert JITTER_PIXELS == 2
+    x = batch(n=300, c=1, h=10, w=10)
+    out = named_augmentation("jitter")(x, np.random.default_rng(0))
+    padded = np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2)))
+    shifts = []
+    for img, shifted in zip(padded, out):
+        found = [(dy, dx) for dy in range(5) for dx in range(5)
+                 if np.array_equal(img[:, dy:dy + 10, dx:dx + 10], shifted)]
+        assert len(found) == 1  # the image, moved by (dy - 2, dx - 2), zeros where it left
+        shifts.append(found[0])
+    assert set(shifts) == {(dy, dx) for dy in range(5) for dx in range(5)}  # all 25 shifts
+
+
+def test_unknown_augmentation_name_is_named():
+    with pytest.raises(ValueError, match="unknown augmentation.*'rotate'.*crop, jitter, flip, "
+                                         "erase"):
+        augmentation_names("crop,rotate")
+    assert augmentation_names("flip crop,flip") == ("crop", "flip")
