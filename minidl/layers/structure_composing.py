@@ -5,8 +5,9 @@ The paper replaces the 3x3 cross-correlation of a convolution by a max-pool: eac
 channel is a learned linear combination of max-pooled input channels (its Eq. 6),
 ``out_j = sum_k a_jk * maxpool(input_k) + bias_j``, i.e. a stride-1 max-pool followed by a
 1x1 convolution, with 1/9 of a 3x3 convolution's weights. MixedSCLayer keeps a few ordinary
-3x3 convolution channels ("smear features") and concatenates them in front of the SC channels,
-as in the paper's PyTorch listing (``torch.cat([avg_conv(x), sc_conv(maxpool(x))], 1)``).
+convolution channels ("smear features", of the same kernel size as the pool) and concatenates
+them in front of the SC channels, as in the paper's PyTorch listing
+(``torch.cat([avg_conv(x), sc_conv(maxpool(x))], 1)``).
 """
 from __future__ import annotations
 
@@ -54,16 +55,24 @@ class SCLayer(Layer):
 
 
 class MixedSCLayer(Layer):
-    """Concatenate a 3x3 convolution (padding 1) and an SCLayer along channels.
+    """Concatenate a k x k convolution and an SCLayer (k x k max-pool) along channels.
 
     x: (N, in_channels, H, W) -> (N, out_channels, H, W): channels ``[:conv_channels]`` come
     from ``conv`` (the paper's 16 "smear feature" channels) and the remaining
     ``out_channels - conv_channels`` from ``sc``. Both branches read the same x, so their
     input gradients add.
+
+    One kernel size for both branches, as in the paper's listing, where ``MixedSCLayer(input_ch,
+    output_ch, kernel_size, ...)`` passes its ``kernel_size`` to both ``avg_conv`` and the max
+    pool: by default (``conv_kernel_size=None``) the conv branch is ``pool_size`` x
+    ``pool_size`` (padding ``pool_size // 2``). What changed: minidl's first MixedSCLayer fixed
+    the conv branch at 3x3 whatever ``pool_size``; ``conv_kernel_size=3`` keeps that variant.
+    At the paper's (and SfNet's) ``pool_size=3`` the two are the same layer.
     """
 
     def __init__(self, in_channels: int, out_channels: int, pool_size: int = 3,
-                 conv_channels: int = 16, method: str = "im2col", rng=None):
+                 conv_channels: int = 16, conv_kernel_size: int | None = None,
+                 method: str = "im2col", rng=None):
         super().__init__()
         name = type(self).__name__
         _check_pool_size(name, pool_size)
@@ -71,9 +80,18 @@ class MixedSCLayer(Layer):
             raise ValueError(f"{name}: need 0 < conv_channels < out_channels so both branches "
                              f"have channels, got conv_channels={conv_channels!r}, "
                              f"out_channels={out_channels!r}")
+        if conv_kernel_size is None:
+            conv_kernel_size = pool_size  # the paper: one kernel_size for both branches
+        elif (not isinstance(conv_kernel_size, int) or isinstance(conv_kernel_size, bool)
+              or conv_kernel_size < 1 or conv_kernel_size % 2 == 0):
+            raise ValueError(f"{name}: conv_kernel_size must be None (= pool_size) or a "
+                             f"positive odd int so that H and W are preserved, "
+                             f"got {conv_kernel_size!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.pool_size, self.conv_channels = pool_size, conv_channels
-        self.conv = Conv2d(in_channels, conv_channels, 3, padding=1, method=method, rng=rng)
+        self.conv_kernel_size = conv_kernel_size
+        self.conv = Conv2d(in_channels, conv_channels, conv_kernel_size,
+                           padding=conv_kernel_size // 2, method=method, rng=rng)
         self.sc = SCLayer(in_channels, out_channels - conv_channels, pool_size, method=method,
                           rng=rng)
 
@@ -91,4 +109,4 @@ class MixedSCLayer(Layer):
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, pool_size={self.pool_size}, "
-                f"conv_channels={self.conv_channels}")
+                f"conv_channels={self.conv_channels}, conv_kernel_size={self.conv_kernel_size}")

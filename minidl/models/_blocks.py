@@ -2,7 +2,6 @@
 the pooled linear head, and option checks."""
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 
 import numpy as np
@@ -66,12 +65,40 @@ def make_rng(seed, rng):
     return None if seed is None else np.random.default_rng(seed)
 
 
-def activation_factory(name: str):
-    """A zero-argument callable that makes a fresh ``name`` activation layer per call.
+class ActivationFactory:
+    """Makes a fresh ``name`` activation layer per call, and says how it changes the channels.
 
     Each position needs its own layer, because layers cache their input for backward.
+    ``channels(c)`` is the number of channels (or features) leaving an activation that
+    receives ``c``: ``c`` for the element-wise ones, ``2 * c`` for CReLU, whose output
+    concatenates both phases. Every model sizes the layer after an activation with it.
     """
-    return functools.partial(get_activation, name)
+
+    def __init__(self, name: str):
+        self.name = name
+        self.multiplier = get_activation(name).channel_multiplier  # also checks the name
+
+    def __call__(self) -> Layer:
+        return get_activation(self.name)
+
+    def channels(self, c: int) -> int:
+        return self.multiplier * c
+
+
+def activation_factory(name: str) -> ActivationFactory:
+    """``ActivationFactory(name)``: a fresh activation layer per call, and ``.channels(c)``."""
+    return ActivationFactory(name)
+
+
+def check_choice(model: str, **values_and_choices) -> None:
+    """Raise a ValueError naming ``model`` unless each value is one of its choices.
+
+    ``check_choice("VGG", norm=(norm, ("none", "bn", "lrn")))``.
+    """
+    for key, (value, choices) in values_and_choices.items():
+        if value not in choices:
+            raise ValueError(f"{model}: {key} must be one of {', '.join(map(repr, choices))}, "
+                             f"got {value!r}")
 
 
 def check_int(model: str, minimum: int, **values) -> None:

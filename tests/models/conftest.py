@@ -8,6 +8,8 @@ SMALL = {
     "resnet18": dict(width=4),
     "vgg11": dict(width=4, hidden=8, bn=True),
     "vgg16": dict(width=4, hidden=8),
+    "vgg19": dict(width=4, hidden=8),
+    "vgg14_mixed": dict(width=4, hidden=8),
     "sfnet": dict(width=4, hidden=8, mixed_channels=4),
     "lenet5": dict(),
     "mobilenet": dict(width_mult=0.125),
