@@ -24,6 +24,9 @@ from .optim import OPTIMIZERS, SCHEDULES
 RENAMED = {"num_filters": "width", "conv": "conv_method"}
 OLD_DEFAULTS = {"width": 32, "conv_method": "im2col", "dropout": 0.0}
 
+# When the learning-rate schedule advances (--schedule-step).
+SCHEDULE_STEPS = ("epoch", "batch")
+
 # Fields a resumed run may change: everything else must match the folder's config.json.
 RESUMABLE_CHANGES = ("epochs", "resume", "no_progress", "device")
 
@@ -178,8 +181,12 @@ class TrainConfig:
     optimizer: str = _opt("adam", "update rule", choices=OPTIMIZERS)
     lr: float = _opt(1e-3, "initial learning rate")
     min_lr: float = _opt(2e-5, "final learning rate of the decaying schedules")
-    schedule: str = _opt("cosine", "learning-rate schedule, stepped once per epoch",
+    schedule: str = _opt("cosine", "learning-rate schedule, stepped as --schedule-step says",
                          choices=SCHEDULES)
+    schedule_step: str = _opt(
+        "epoch", "when the schedule advances: after every epoch, or after every batch (it then "
+                 "spans epochs x batches steps, e.g. one-cycle per batch as in the SfNet paper)",
+        choices=SCHEDULE_STEPS)
     weight_decay: float = _opt(0.0, "L2 coefficient added to the gradient by the optimiser")
 
     # --- running

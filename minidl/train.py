@@ -229,14 +229,17 @@ class Trainer:
         self.model = build_model(cfg, self.splits)
         if cfg.device != "cpu":
             self.model.to(cfg.device)
+        self.batches = self._batches()
+        self.per_batch = cfg.schedule_step == "batch"  # else the schedule steps per epoch
         try:
             self.opt = optim.build_optimizer(cfg.optimizer, self.model.parameters(), cfg.lr,
                                              weight_decay=cfg.weight_decay)
-            self.sched = optim.build_schedule(cfg.schedule, self.opt, cfg.epochs, cfg.min_lr)
+            self.sched = optim.build_schedule(
+                cfg.schedule, self.opt, cfg.epochs, cfg.min_lr,
+                steps_per_epoch=len(self.batches) if self.per_batch else 1)
         except ValueError as err:
             raise UsageError(str(err)) from None
         self.criterion = losses.CrossEntropyLoss()
-        self.batches = self._batches()
         self.grad_flow = GradientFlow(self.model)
         self.metrics = CSVLog(run.metrics_path, METRIC_COLUMNS)
         self.grad_log = CSVLog(run.grad_flow_path, GRAD_FLOW_COLUMNS)
@@ -278,9 +281,9 @@ class Trainer:
                                  f"optimiser ({err}); use another --out for a new run") from None
         sched_state = state["sched"]
         if saved_epochs != self.cfg.epochs:
-            # The schedule's shape depends on the run length: keep its position (the epoch)
-            # but take the hyper-parameters of the new length, as if the run had been
-            # started with it. It also resets opt.lr to the new schedule's value.
+            # The schedule's shape depends on the run length: keep its position (epochs, or
+            # batches with --schedule-step batch) but take the hyper-parameters of the new
+            # length, as if the run had been started with it. It also resets opt.lr to the new schedule's value.
             sched_state = {**self.sched.state_dict(), "last_epoch": sched_state["last_epoch"]}
             self.log(f"--epochs changed from {saved_epochs} to {self.cfg.epochs}: the "
                      f"{self.cfg.schedule} schedule continues as a {self.cfg.epochs}-epoch one")
@@ -350,6 +353,8 @@ class Trainer:
                     continue
                 xb, yb = backend.to_device(xb, device), backend.to_device(yb, device)
                 loss, correct = train_step(self.model, self.criterion, self.opt, xb, yb)
+                if self.per_batch:
+                    self.sched.step()
                 self.grad_flow.accumulate()
                 totals.add(loss, correct, len(yb))
                 loss_mean, acc = totals.read()  # the step's one read from the device
@@ -381,14 +386,17 @@ class Trainer:
                                      cfg.device)
         if len(x_val) and not math.isfinite(val_loss):
             raise Diverged(epoch, "validation", val_loss)
-        row = {"epoch": epoch, "lr": self.opt.lr, "train_loss": train_loss,
+        # the rate of the epoch's last step (a per-batch schedule has already moved past it)
+        lr = self.sched.lr_at(self.sched.last_epoch - 1) if self.per_batch else self.opt.lr
+        row = {"epoch": epoch, "lr": float(lr), "train_loss": train_loss,
                "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc,
                "seconds": round(seconds + time.perf_counter() - start, 3)}
         # Rows first, checkpoint second: a crash in between leaves rows past the checkpoint,
         # which a resumed run drops (keep_until) and writes again.
         self.metrics.append(row)
         self.grad_log.append(self.grad_flow.rows(epoch))
-        self.sched.step()
+        if not self.per_batch:
+            self.sched.step()
         self.epoch, self.progress = epoch, None
         # Without a validation set the latest model counts as the best one.
         improved = not len(x_val) or val_acc > self.best_val_acc

@@ -228,3 +228,29 @@ def test_build_cosine_restarts_periods_tile_the_run(epochs, periods):
 def test_build_schedule_unknown_name_lists_choices():
     with pytest.raises(ValueError, match=r"unknown schedule 'linear'.*'constant'.*'onecycle'"):
         optim.build_schedule("linear", make_opt(), 10, 0.0)
+
+
+@pytest.mark.parametrize("name", optim.SCHEDULES)
+def test_build_schedule_per_batch_spans_epochs_times_batches(name):
+    """steps_per_epoch B: the schedule stepped after every batch is the per-epoch schedule of
+    a run of epochs x B epochs (so one-cycle per batch is torch's OneCycleLR(total_steps))."""
+    epochs, batches = 4, 5
+    per_batch = trace(optim.build_schedule(name, make_opt(), epochs, 1e-4,
+                                           steps_per_epoch=batches), epochs * batches)
+    long_run = trace(optim.build_schedule(name, make_opt(), epochs * batches, 1e-4),
+                     epochs * batches)
+    np.testing.assert_array_equal(per_batch, long_run)
+    if name not in ("constant", "step"):  # step's first drop is after (4 x 5) // 3 = 6 steps
+        assert len(set(per_batch[:batches])) > 1  # it moves within the first epoch
+
+
+def test_build_schedule_per_batch_matches_torch_onecycle_total_steps():
+    expected = torch_trace(lambda s, o: s.OneCycleLR(o, max_lr=LR0, total_steps=12,
+                                                     cycle_momentum=False), 12)
+    ours = trace(optim.build_schedule("onecycle", make_opt(), 3, 0.0, steps_per_epoch=4), 12)
+    np.testing.assert_allclose(ours, expected, rtol=1e-6)
+
+
+def test_build_schedule_refuses_bad_steps_per_epoch():
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        optim.build_schedule("cosine", make_opt(), 10, 0.0, steps_per_epoch=0)

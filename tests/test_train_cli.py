@@ -307,6 +307,71 @@ def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(straight_run, data_dir, tmp_
     _assert_same_run(out, straight_run)
 
 
+# ---------------------------------------------------------------------- per-batch schedules
+def _record_lrs(monkeypatch):
+    """Patch minidl.train.train_step to record the optimiser's lr at every training step."""
+    from minidl import train
+    seen, step = [], train.train_step
+
+    def recording(model, loss_fn, optimizer, *args, **kwargs):
+        seen.append(optimizer.lr)
+        return step(model, loss_fn, optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(train, "train_step", recording)
+    return seen
+
+
+def _half_cosine(start, end, pct):
+    return end + 0.5 * (start - end) * (1 + np.cos(np.pi * pct))
+
+
+ONECYCLE = ("--schedule", "onecycle", "--min-lr", "1e-5")
+
+
+def test_onecycle_per_batch_follows_the_formula_step_by_step(tiny_model, data_dir, tmp_path,
+                                                             monkeypatch):
+    lrs = _record_lrs(monkeypatch)
+    out = tmp_path / "per-batch"
+    epochs = 3
+    assert main(_argv(data_dir, out, "--epochs", str(epochs), *ONECYCLE,
+                      "--schedule-step", "batch")) == 0
+    # torch's OneCycleLR over epochs x batches steps: warm up for 30 % of them, then anneal
+    total, max_lr, start = epochs * TRAIN_BATCHES, 0.01, 0.01 / 25
+    peak = 0.3 * total - 1
+    expected = [_half_cosine(start, max_lr, k / peak) if k <= peak
+                else _half_cosine(max_lr, 1e-5, (k - peak) / (total - 1 - peak))
+                for k in range(total)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-12)
+    assert lrs[-1] == pytest.approx(1e-5) and max(lrs) == pytest.approx(max_lr, rel=0.02)
+    # metrics.csv: the rate of each epoch's last step
+    _, rows = _read_csv(out / "metrics.csv")
+    np.testing.assert_allclose([float(r["lr"]) for r in rows],
+                               [expected[TRAIN_BATCHES * e - 1] for e in (1, 2, 3)], rtol=1e-12)
+    assert json.loads((out / "config.json").read_text())["schedule_step"] == "batch"
+
+    lrs.clear()  # the default steps once per epoch: constant within an epoch
+    assert main(_argv(data_dir, tmp_path / "per-epoch", "--epochs", str(epochs),
+                      *ONECYCLE)) == 0
+    assert lrs[:TRAIN_BATCHES] == [lrs[0]] * TRAIN_BATCHES and lrs[TRAIN_BATCHES] != lrs[0]
+
+
+@pytest.mark.parametrize("stop_at", [(1, 2), (2, 1), (2, 3)])
+def test_per_batch_schedule_resumes_exactly_mid_epoch(tiny_model, data_dir, tmp_path,
+                                                      monkeypatch, stop_at):
+    extra = ("--epochs", "2", *ONECYCLE, "--schedule-step", "batch")
+    reference = tmp_path / "straight"
+    assert main(_argv(data_dir, reference, *extra)) == 0
+    epoch, step = stop_at
+    out = tmp_path / "stopped"
+    _patch_loss(monkeypatch, (epoch - 1) * (TRAIN_BATCHES + VAL_BATCHES) + step, _send_sigint)
+    assert main(_argv(data_dir, out, *extra)) == EXIT_INTERRUPTED
+    assert load_checkpoint(out / "checkpoints" / "latest.npz")["sched"]["last_epoch"] == \
+        (epoch - 1) * TRAIN_BATCHES + step
+    monkeypatch.undo()
+    assert main(_argv(data_dir, out, *extra, "--resume")) == 0
+    _assert_same_run(out, reference)
+
+
 def test_resume_refuses_a_changed_configuration(straight_run, data_dir, capsys):
     before = (straight_run / "checkpoints" / "latest.npz").read_bytes()
     argv = _argv(data_dir, straight_run, "--epochs", "3", "--resume")

@@ -2,6 +2,9 @@
 
 Usage: build the schedule right after the optimiser (this sets the epoch-0 rate), train an epoch,
 call ``sched.step()``, repeat. Values follow torch.optim.lr_scheduler where the two coincide.
+A schedule can as well be stepped after every batch: its "epochs" are then steps, and
+``build_schedule(..., steps_per_epoch=B)`` sizes it for ``epochs * B`` of them (torch's
+OneCycleLR with ``total_steps``, the way the 1cycle and SfNet papers use it).
 """
 from __future__ import annotations
 
@@ -201,15 +204,20 @@ _REGISTRY = {
 SCHEDULES = tuple(_REGISTRY)
 
 
-def build_schedule(name: str, opt, epochs: int, min_lr: float = 0.0) -> LRScheduler:
+def build_schedule(name: str, opt, epochs: int, min_lr: float = 0.0,
+                   steps_per_epoch: int = 1) -> LRScheduler:
     """The schedule called ``name`` (one of ``SCHEDULES``) for a run of ``epochs`` epochs.
 
     ``opt.lr`` is the initial (for "onecycle": the peak) rate; ``min_lr`` the floor of the cosine
     schedules and the final rate of "onecycle"; "step" divides by 10 every ``epochs // 3`` epochs;
-    "cosine_restarts" uses up to 4 equal periods that end exactly with the run.
+    "cosine_restarts" uses up to 4 equal periods that end exactly with the run. With
+    ``steps_per_epoch`` B > 1 the schedule is meant to be stepped after every batch: it spans
+    ``epochs * B`` steps, and the periods above are counted in steps.
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown schedule {name!r}; expected one of {list(SCHEDULES)}")
-    epochs = _shapes.positive_int(epochs, "epochs", f"build_schedule({name!r})")
-    min_lr = _shapes.nonnegative(min_lr, "min_lr", f"build_schedule({name!r})")
-    return _REGISTRY[name](opt, epochs, min_lr)
+    who = f"build_schedule({name!r})"
+    epochs = _shapes.positive_int(epochs, "epochs", who)
+    steps_per_epoch = _shapes.positive_int(steps_per_epoch, "steps_per_epoch", who)
+    min_lr = _shapes.nonnegative(min_lr, "min_lr", who)
+    return _REGISTRY[name](opt, epochs * steps_per_epoch, min_lr)
