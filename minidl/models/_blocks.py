@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .. import init as initialisers
 from .. import layers as L
 from .._shapes import positive_int, unit_interval
 from ..layers.activations import get_activation
@@ -137,3 +138,23 @@ def add_head(model: Layer, channels: int, num_classes: int, dropout: float = 0.0
     if drop is not None:
         model.dropout = drop
     model.classifier = L.Linear(channels, num_classes, rng=rng)
+
+
+INITS = ("pytorch", "he")
+
+
+def apply_init(model: Layer, init: str, rng=None) -> None:
+    """Re-draw every Conv2d and Linear weight of ``model`` by ``init``, in definition order.
+
+    "pytorch": leave the layers' own PyTorch-default U(+-1/sqrt(fan_in)) draw. "he":
+    N(0, 2 / fan_in) weights and zero biases (He et al., 2015): what lets a plain deep ReLU net
+    (vgg19 without BatchNorm) train, where the default shrinks the signal at every layer.
+    """
+    check_choice(type(model).__name__, init=(init, INITS))
+    if init == "pytorch":
+        return
+    for _, layer in model.named_layers():
+        if isinstance(layer, (L.Conv2d, L.Linear)):
+            layer.weight.data = initialisers.he_normal(layer.weight.data.shape, rng)
+            if layer.bias is not None:
+                layer.bias.data = np.zeros_like(layer.bias.data)

@@ -39,8 +39,8 @@ from __future__ import annotations
 
 from .. import layers as L
 from .._shapes import conv_output_size, positive_int
-from ._blocks import (NamedSequential, activation_factory, add_head, check_choice, check_int,
-                      check_probability, dropout_layer, make_rng)
+from ._blocks import (INITS, NamedSequential, activation_factory, add_head, apply_init,
+                      check_choice, check_int, check_probability, dropout_layer, make_rng)
 from .registry import register
 
 M = "M"
@@ -119,7 +119,9 @@ class VGG(NamedSequential):
     (module docstring). ``image_size``: the input side the down-sampling and the flattened
     head are built for; with the flattened head another input size is refused.
     ``mixed_channels``, ``pool_size``, ``mixed_conv_kernel``: of sfnet's structure composing
-    layers (``MixedSCLayer``'s ``conv_channels`` and ``conv_kernel_size``).
+    layers (``MixedSCLayer``'s ``conv_channels`` and ``conv_kernel_size``). ``init``:
+    "pytorch" (the layers' default draw) or "he" (He-normal weights, zero biases; see
+    ``_blocks.apply_init``).
     """
 
     def __init__(self, config, in_channels: int = 3, num_classes: int = 10, width: int = 64,
@@ -127,13 +129,13 @@ class VGG(NamedSequential):
                  activation: str = "relu", dropout: float = 0.0, kernel_size: int = 3,
                  downsample: str = "max", head: str = "fc", mixed_channels: int = 16,
                  pool_size: int = 3, mixed_conv_kernel: int | None = None, image_size=32,
-                 global_pool: bool = False, conv_method: str = "im2col",
+                 global_pool: bool = False, init: str = "pytorch", conv_method: str = "im2col",
                  seed: int | None = 0, rng=None):
         check_int("VGG", 1, in_channels=in_channels, num_classes=num_classes, width=width,
                   hidden=hidden, kernel_size=kernel_size)
         check_probability("VGG", dropout=dropout)
         check_choice("VGG", norm=(norm, NORMS), downsample=(downsample, DOWNSAMPLES),
-                     head=(head, HEADS))
+                     head=(head, HEADS), init=(init, INITS))
         if kernel_size % 2 == 0:
             raise ValueError(f"VGG: kernel_size must be odd so that padding keeps H and W, "
                              f"got {kernel_size!r}")
@@ -193,14 +195,15 @@ class VGG(NamedSequential):
         self.features = L.Sequential(*scales)
         if head == "gap":
             add_head(self, c_in, num_classes, dropout, rng)
-            return
-        if global_pool:
-            self.pool = L.GlobalAvgPool2d()
-            features = c_in
         else:
-            features = c_in * final_hw[0] * final_hw[1]
-        self.flatten = L.Flatten()
-        self.classifier = fc_head(features, hidden, num_classes, act, dropout, head_bn, rng)
+            if global_pool:
+                self.pool = L.GlobalAvgPool2d()
+                features = c_in
+            else:
+                features = c_in * final_hw[0] * final_hw[1]
+            self.flatten = L.Flatten()
+            self.classifier = fc_head(features, hidden, num_classes, act, dropout, head_bn, rng)
+        apply_init(self, init, rng)
 
     def forward(self, x):
         if self.flat_head and getattr(x, "ndim", 0) == 4:
@@ -279,8 +282,8 @@ def vgg16(in_channels: int = 3, num_classes: int = 10, width: int = 64, hidden: 
 def vgg19(in_channels: int = 3, num_classes: int = 10, width: int = 64, hidden: int = 512,
           kernel_size: int = 3, norm: str = "none", activation: str = "relu",
           dropout: float = 0.2, downsample: str = "max", head: str = "fc",
-          image_size: int = 32, conv_method: str = "im2col", seed: int | None = 0,
-          rng=None) -> VGG:
+          image_size: int = 32, init: str = "pytorch", conv_method: str = "im2col",
+          seed: int | None = 0, rng=None) -> VGG:
     """VGG-19 (configuration E: 16 conv + 3 FC layers) for the survey's experiments (001).
 
     ``kernel_size=3`` is experiment 1's "only 3x3", ``kernel_size=5`` its "only 5x5" (padding
@@ -289,10 +292,12 @@ def vgg19(in_channels: int = 3, num_classes: int = 10, width: int = 64, hidden: 
     ``minidl.layers.activations`` (relu, leaky_relu, elu, swish, swish_trainable, crelu).
     Dropout 0.2 in the FC head, the survey's setting. The survey's VGG table is not given: the
     head is [FC-hidden, act, dropout] x 2, FC, on the flattened final map (as vgg16).
+    ``init="he"`` draws He-normal weights: without BatchNorm, 19 layers of the default draw
+    shrink the signal until nothing trains.
     """
     return VGG(VGG_19, in_channels, num_classes, width, hidden, norm=norm,
                activation=activation, dropout=dropout, kernel_size=kernel_size,
-               downsample=downsample, head=head, image_size=image_size,
+               downsample=downsample, head=head, image_size=image_size, init=init,
                conv_method=conv_method, seed=seed, rng=rng)
 
 
@@ -300,8 +305,8 @@ def vgg19(in_channels: int = 3, num_classes: int = 10, width: int = 64, hidden: 
 def vgg14_mixed(in_channels: int = 3, num_classes: int = 10, width: int = 64,
                 hidden: int = 512, norm: str = "none", activation: str = "relu",
                 dropout: float = 0.2, downsample: str = "max", head: str = "fc",
-                image_size: int = 32, conv_method: str = "im2col", seed: int | None = 0,
-                rng=None) -> VGG:
+                image_size: int = 32, init: str = "pytorch", conv_method: str = "im2col",
+                seed: int | None = 0, rng=None) -> VGG:
     """The survey's 14-layer net mixing kernel sizes (001, experiment 1): 11 conv + 3 FC.
 
     ``VGG_14_MIXED``: VGG-19's scales and widths, each scale opened by a 5x5 conv and continued
@@ -309,4 +314,4 @@ def vgg14_mixed(in_channels: int = 3, num_classes: int = 10, width: int = 64,
     """
     return VGG(VGG_14_MIXED, in_channels, num_classes, width, hidden, norm=norm,
                activation=activation, dropout=dropout, downsample=downsample, head=head,
-               image_size=image_size, conv_method=conv_method, seed=seed, rng=rng)
+               image_size=image_size, init=init, conv_method=conv_method, seed=seed, rng=rng)

@@ -150,11 +150,35 @@ def test_flattened_head_refuses_another_size_and_names_the_way_out():
     ("vgg19", "head", "mlp", r"head must be one of 'fc', 'gap'"),
     ("vgg19", "kernel_size", 4, r"kernel_size must be odd"),
     ("vgg19", "activation", "relu7", r"unknown activation 'relu7'"),
+    ("vgg19", "init", "xavier", r"init must be one of 'pytorch', 'he'"),
     ("sfnet", "downsample", "stride", r"downsample='stride' needs each scale to end with a conv"),
 ])
 def test_bad_options_are_refused_by_name(name, option, value, message):
     with pytest.raises(ValueError, match=message):
         models.build(name, width=4, hidden=8, **{option: value})
+
+
+def test_he_init_draws_normal_weights_of_variance_2_over_fan_in_and_zero_biases():
+    model = models.build("vgg19", width=32, hidden=64, init="he", seed=1)
+    for name, m in model.named_layers():
+        if isinstance(m, (L.Conv2d, L.Linear)):
+            fan_in = m.weight.data[0].size
+            std = float(m.weight.data.std())
+            assert abs(std / np.sqrt(2 / fan_in) - 1) < 0.1, name
+            assert not np.any(m.bias.data), name
+    again = models.build("vgg19", width=32, hidden=64, init="he", seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                    again.state_dict().values()))
+
+
+def test_he_init_keeps_the_signal_of_a_plain_vgg19_alive():
+    # With the default draw a conv+ReLU scales the signal by ~1/sqrt(6): after 16 of them the
+    # logits no longer depend on the image (only the biases speak); He's N(0, 2/fan_in) keeps it of order one.
+    x = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    spread = {init: float(models.build("vgg19", width=16, hidden=64, init=init, dropout=0.0,
+                                       seed=0)(x).std(axis=0).mean())
+              for init in ("pytorch", "he")}
+    assert spread["pytorch"] < 1e-6 and spread["he"] > 1e-2  # measured: 5e-9 and 0.08
 
 
 # ---------------------------------------------------------------- gradient checks
