@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-dir", help="folder holding the data set files")
         p.add_argument("--device", choices=DEVICES, help="cpu (NumPy) or gpu (CuPy)")
         p.add_argument("--narrow", type=int, default=1, metavar="D",
-                       help="divide every run's --num-filters by D (a cheaper, narrower study)")
+                       help="divide every run's --width by D (a cheaper, narrower study)")
         p.add_argument("--extra", default="", metavar="OPTIONS",
                        help="more train options for every run, written with '=': "
                             "--extra=\"--batch-size 50\"")
@@ -131,15 +131,19 @@ def main(argv=None) -> int:
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else train.EXIT_USAGE
     if getattr(args, "narrow", 1) < 1:
-        parser.error(f"--narrow must be >= 1, got {args.narrow}")
+        return _usage_error(parser, f"--narrow must be >= 1, got {args.narrow}")
     if getattr(args, "repeats", None) is not None and args.repeats < 1:
-        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+        return _usage_error(parser, f"--repeats must be >= 1, got {args.repeats}")
     try:
         return args.func(args)
     except ValueError as err:  # an unknown study or run name
-        parser.print_usage(sys.stderr)
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return train.EXIT_USAGE
+        return _usage_error(parser, str(err))
+
+
+def _usage_error(parser, message: str) -> int:
+    parser.print_usage(sys.stderr)
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return train.EXIT_USAGE
 
 
 if __name__ == "__main__":

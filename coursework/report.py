@@ -47,8 +47,8 @@ LABELS = {"test_acc": "test acc", "test_loss": "test loss", "train_seconds": "tr
           "test_errors": "test errors", "test_errors_corrected": "test errors, bias raised",
           "class_test_acc": "omitted class: test acc",
           "class_test_acc_corrected": "omitted class, bias raised: test acc",
-          "bias_shift": "bias raised by"}
-PERCENT = {"test_acc", "val_acc", "final_val_acc", "pruned_conv_acc", "pruned_conv_fc_acc",
+          "bias_shift": "bias raised by", "train_acc": "final train acc"}
+PERCENT = {"test_acc", "val_acc", "final_val_acc", "train_acc", "pruned_conv_acc", "pruned_conv_fc_acc",
            "time_reduction", "class_test_acc", "class_test_acc_corrected"}
 SECONDS = {"train_seconds", "seconds_per_epoch", "train_cpu_seconds", "cpu_seconds_per_epoch"}
 COUNTS = {"params", "mult_adds", "test_errors", "test_errors_corrected"}
@@ -117,11 +117,12 @@ def _folder_metrics(folder: Path, rows: list[dict]) -> dict:
         metrics.update({
             "epochs": rows[-1]["epoch"], "train_seconds": sum(seconds),
             "seconds_per_epoch": float(np.median(seconds)),
-            "train_cpu_seconds": float(sum(cpu)) if timed else sum(seconds),
+            "train_cpu_seconds": float(sum(cpu) if timed else sum(seconds)),
             "cpu_seconds_per_epoch": float(np.median(cpu if timed else seconds)),
             "cpu_time_recorded": timed,
             "val_acc": max(r["val_acc"] for r in rows),
-            "final_val_acc": rows[-1]["val_acc"], "train_loss": rows[-1]["train_loss"]})
+            "final_val_acc": rows[-1]["val_acc"], "train_loss": rows[-1]["train_loss"],
+            "train_acc": rows[-1]["train_acc"]})
     if pruning:
         metrics.update({k: pruning[k] for k in ("pruned_conv_acc", "pruned_conv_fc_acc")})
     bias = _json(folder / "bias_correction.json")
@@ -216,7 +217,8 @@ def _cell(key: str, value, sd=None) -> str:
 def markdown_table(study: Study, found) -> str:
     """Runs as rows; each column of the study as "ours" then "the report"."""
     # The width a run trained at (it differs from the run's name under --narrow).
-    widths = any("--num-filters" in (*study.settings, *r["run"].argv) for r in found)
+    widths = any(option in (*study.settings, *r["run"].argv) for r in found
+                 for option in ("--width", "--num-filters"))
     repeated = any(r["repeats"] > 1 for r in found)
     head = ["run", "data set", "epochs"] + (["width trained"] if widths else []) + \
         (["repeats"] if repeated else [])

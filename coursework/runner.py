@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minidl import analysis, backend, data, losses, models, optim, train
+from minidl import analysis, backend, data, losses, optim, train
 from minidl.checkpoint import RunFolder, load_checkpoint
 from minidl.config import RESUMABLE_CHANGES, TrainConfig, config_differences, parse_config
 
@@ -65,11 +65,15 @@ class Planned:
         return self.folder.name
 
 
+WIDTH_OPTIONS = ("--width", "--num-filters")  # --num-filters: the older spelling
+
+
 def narrowed(argv, divisor: int) -> list[str]:
-    """``argv`` with every ``--num-filters W`` divided by ``divisor`` (at least 1)."""
+    """``argv`` with every ``--width W`` (or ``--num-filters W``) divided by ``divisor``
+    (at least 1)."""
     out = list(argv)
     for i, token in enumerate(out[:-1]):
-        if token == "--num-filters":
+        if token in WIDTH_OPTIONS:
             out[i + 1] = str(max(1, int(out[i + 1]) // divisor))
     return out
 
@@ -176,11 +180,7 @@ def _built(cfg: TrainConfig):
     """(data splits, model) of a configuration, as minidl.train builds them."""
     splits = data.load_dataset(cfg.dataset, data_dir=cfg.data_dir, val_fraction=cfg.val_fraction,
                                seed=cfg.seed, subset=cfg.subset)
-    _, h, w = splits.image_shape
-    data_options = {"in_channels": splits.in_channels, "num_classes": splits.num_classes,
-                    "seed": cfg.seed, "image_size": h if h == w else (h, w)}
-    model = models.build(cfg.model, **train.model_options(cfg, models.options(cfg.model),
-                                                          data_options))
+    model = train.build_model(cfg, splits)
     return splits, model.to(cfg.device) if cfg.device != "cpu" else model
 
 
@@ -398,18 +398,22 @@ def ray_task(item: Planned, measure: dict, send_best: bool = False,
         argv = list(item.argv[:-1]) + [str(folder)]  # the last option is --out's value
         # A run this one needs was trained elsewhere: its files (best checkpoint included)
         # came with its result; put them here and point the argv at them.
+        renamed = {str(folder): str(item.folder)}  # scratch path -> the driver's
         for needed_folder, (_, files) in zip(item.needs, needed):
             if files is None:
                 continue
             local = Path(scratch) / "needed" / needed_folder.name
             _write_files(local, files)
             argv = [t.replace(str(needed_folder), str(local)) for t in argv]
+            renamed[str(local)] = str(needed_folder)
         code = execute(Planned(item.run, tuple(argv), folder, item.repeat), measure)
         files = _small_files(folder, send_best) if folder.is_dir() else {}
-    # config.json and the done record name the scratch folder: name the driver's instead.
+    # config.json and the done record name scratch folders: name the driver's instead (so a
+    # later run there finds the same configuration).
     for name in ("config.json", DONE_FILE):
-        if name in files:
-            files[name] = files[name].replace(str(folder).encode(), str(item.folder).encode())
+        for old, new in renamed.items():
+            if name in files:
+                files[name] = files[name].replace(old.encode(), new.encode())
     return code, files
 
 
