@@ -115,7 +115,7 @@ class RunFolderError(Exception):
 
 
 # Fields of a run's config that a resumed run may change (everything else must match).
-RESUMABLE = ("epochs", "resume", "no_progress", "device", "out")
+RESUMABLE = ("epochs", "resume", "no_progress", "no_plots", "device", "out")
 
 _TEMP_SUFFIX = ".tmp"
 

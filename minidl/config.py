@@ -28,7 +28,7 @@ OLD_DEFAULTS = {"width": 32, "conv_method": "im2col", "dropout": 0.0}
 SCHEDULE_STEPS = ("epoch", "batch")
 
 # Fields a resumed run may change: everything else must match the folder's config.json.
-RESUMABLE_CHANGES = ("epochs", "resume", "no_progress", "device")
+RESUMABLE_CHANGES = ("epochs", "resume", "no_progress", "no_plots", "device")
 
 
 def _opt(default, help: str, **extra):
@@ -197,6 +197,8 @@ class TrainConfig:
     resume: bool = _opt(False, "continue from <out>/checkpoints/latest.npz (only --epochs and "
                                "--device may change)")
     no_progress: bool = _opt(False, "no progress bars (the per-epoch summary lines remain)")
+    no_plots: bool = _opt(False, "do not draw curves.png and gradient_flow.png (their CSV files "
+                                 "are still written; saves time in studies of many runs)")
 
     def __post_init__(self):
         # config.json stores tuples as lists: normalise so a saved run compares equal.

@@ -10,7 +10,11 @@ import numpy as np
 
 from . import backend
 
-METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds",
+                  "cpu_seconds")
+# Columns added after minidl first wrote its logs: a file from before one of them is still
+# read (that cell None), and a resumed run rewrites it with the new header.
+LATER_COLUMNS = ("cpu_seconds",)
 GRAD_FLOW_COLUMNS = ("epoch", "depth", "layer", "mean_abs_grad")
 
 
@@ -142,13 +146,17 @@ class CSVLog:
                 rows = list(reader)
         except (OSError, UnicodeDecodeError, csv.Error) as err:
             raise self._damaged(str(err)) from None
-        if header != self.columns:
+        older = tuple(c for c in self.columns if c not in LATER_COLUMNS)
+        if header != self.columns and header != older:
             raise self._damaged(f"its header is {list(header)}, expected {list(self.columns)}")
         for i, row in enumerate(rows, start=2):
             # DictReader puts missing cells as None values, extra cells under the key None
             if None in row or None in row.values():
-                raise self._damaged(f"line {i} does not have {len(self.columns)} cells")
+                raise self._damaged(f"line {i} does not have {len(header)} cells")
             row.update((k, _number(v)) for k, v in row.items())
+            for later in set(LATER_COLUMNS) & set(self.columns):  # unknown in an older row
+                if row.get(later, "") == "":
+                    row[later] = None
             if not isinstance(row["epoch"], int):
                 raise self._damaged(f"line {i} has epoch {row['epoch']!r}")
         return rows

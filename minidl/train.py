@@ -7,12 +7,13 @@ config check, checkpoints, resume) is ``minidl.checkpoint.RunFolder``.
 One run is one folder (``--out``, default ``runs/<model>[-bn][-res]-<dataset>``):
 
     config.json         the TrainConfig of the run (what ``--resume`` checks against)
-    metrics.csv         epoch, lr, train_loss, train_acc, val_loss, val_acc, seconds
+    metrics.csv         epoch, lr, train_loss, train_acc, val_loss, val_acc, seconds (wall
+                        clock) and cpu_seconds (process time, all threads) of each epoch
     grad_flow.csv       mean |grad| of every conv/linear weight per epoch (by depth)
     checkpoints/        latest.npz (every epoch, and when stopped) and best.npz (best val accuracy)
-    curves.png          loss and accuracy against epoch, train and validation
-    gradient_flow.png   the grad_flow.csv numbers on a log scale (vgg38's vanishing gradients)
-    test_summary.json   test loss/accuracy of the best-validation model
+    curves.png          loss and accuracy against epoch, train and validation (not with
+    gradient_flow.png   --no-plots); the grad_flow.csv numbers on a log scale
+    test_summary.json   test loss/accuracy of the best-validation model, total seconds
 
 Exit codes: 0 done, 1 data set missing, 2 bad command line, configuration or run folder, 3 the
 loss became NaN/inf (the last good checkpoint is kept), 4 the run folder could not be written
@@ -98,6 +99,21 @@ def evaluate(model, loss_fn, x, y, batch_size: int = 100, device: str = "cpu"):
     finally:
         model.train(was_training)
     return totals.read()
+
+
+class Stopwatch:
+    """Wall-clock and CPU seconds of an epoch, continuing from ``wall``/``cpu`` already spent
+    (a resumed epoch). CPU seconds are process time: every thread of this process (BLAS's
+    included), so on a shared machine they measure the work, wall seconds the wait."""
+
+    def __init__(self, wall: float = 0.0, cpu: float = 0.0):
+        self.before = (wall, cpu)
+        self.start = (time.perf_counter(), time.process_time())
+
+    def read(self) -> tuple[float, float]:
+        """``(wall seconds, CPU seconds)`` so far."""
+        return (self.before[0] + time.perf_counter() - self.start[0],
+                self.before[1] + time.process_time() - self.start[1])
 
 
 class UsageError(Exception):
@@ -328,22 +344,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def train_epoch(self, epoch: int):
-        """One pass of ``train_step`` over the training set; returns (loss, acc, seconds), or
+        """One pass of ``train_step`` over the training set; returns (loss, acc, Stopwatch), or
         None when a stop was requested (``self.progress`` then says where)."""
         cfg, device = self.cfg, self.cfg.device
         progress = self.progress
         if progress is not None:  # continue a partly trained epoch: same shuffle, same batches
             set_rng_state(self.batches.rng, progress["epoch_rng"])
-            skip, seconds_before = int(progress["step"]), float(progress["seconds"])
+            skip = int(progress["step"])
+            # a checkpoint from before cpu_seconds existed: that epoch's CPU time is unknown
+            watch = Stopwatch(float(progress["seconds"]),
+                              float(progress.get("cpu_seconds", math.nan)))
             totals = RunningTotals(device, float(progress["loss_sum"]), int(progress["correct"]),
                                    int(progress["seen"]))
             self.grad_flow.load_state(progress["grad_flow"])
         else:
-            skip, seconds_before, totals = 0, 0.0, RunningTotals(device)
+            skip, watch, totals = 0, Stopwatch(), RunningTotals(device)
             self.grad_flow.reset()
         epoch_rng = rng_state(self.batches.rng)
         self.model.train()
-        start = time.perf_counter()
         bar = tqdm(total=len(self.batches), initial=skip, desc=f"epoch {epoch}/{cfg.epochs}",
                    unit="batch", leave=False, dynamic_ncols=True,
                    disable=True if cfg.no_progress else None)  # None: off when not a tty
@@ -367,20 +385,21 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss_mean:.4f}", acc=f"{acc:.2%}", refresh=False)
                 if self.stop.requested:
                     loss_sum, correct_sum, seen = totals.sums()
+                    seconds, cpu_seconds = watch.read()
                     self.progress = {"step": step, "loss_sum": loss_sum, "correct": correct_sum,
-                                     "seen": seen, "epoch_rng": epoch_rng,
-                                     "seconds": seconds_before + time.perf_counter() - start,
+                                     "seen": seen, "epoch_rng": epoch_rng, "seconds": seconds,
+                                     "cpu_seconds": cpu_seconds,
                                      "grad_flow": self.grad_flow.state()}
                     return None
         finally:
             bar.close()
-        seconds = seconds_before + time.perf_counter() - start
-        return (*totals.read(), seconds)
+        return (*totals.read(), watch)
 
-    def end_epoch(self, epoch: int, train_loss: float, train_acc: float, seconds: float) -> dict:
-        """Validate, log, step the schedule and checkpoint a finished epoch."""
+    def end_epoch(self, epoch: int, train_loss: float, train_acc: float,
+                  watch: Stopwatch) -> dict:
+        """Validate, log, step the schedule and checkpoint a finished epoch (``watch`` has
+        timed its training and goes on through validation)."""
         cfg = self.cfg
-        start = time.perf_counter()
         x_val, y_val = self.splits.val
         val_loss, val_acc = evaluate(self.model, self.criterion, x_val, y_val, cfg.batch_size,
                                      cfg.device)
@@ -390,7 +409,7 @@ class Trainer:
         lr = self.sched.lr_at(self.sched.last_epoch - 1) if self.per_batch else self.opt.lr
         row = {"epoch": epoch, "lr": float(lr), "train_loss": train_loss,
                "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc,
-               "seconds": round(seconds + time.perf_counter() - start, 3)}
+               **dict(zip(("seconds", "cpu_seconds"), (round(t, 3) for t in watch.read())))}
         # Rows first, checkpoint second: a crash in between leaves rows past the checkpoint,
         # which a resumed run drops (keep_until) and writes again.
         self.metrics.append(row)
@@ -414,6 +433,8 @@ class Trainer:
                 + ("  *" if self.best_epoch == row["epoch"] else ""))
 
     def _plot(self) -> None:
+        if self.cfg.no_plots:
+            return
         title = self.run.path.name
         try:
             plots.plot_curves(self.metrics.read(), self.run.path / "curves.png", title)
@@ -491,6 +512,9 @@ class Trainer:
             "test_examples": len(x_test), "epochs": self.epoch,
             "num_parameters": self.model.num_parameters(),
             "train_seconds": round(sum(r["seconds"] for r in rows), 3),
+            # null when an epoch's CPU time is unknown (trained before cpu_seconds existed)
+            "train_cpu_seconds": _json_number(round(sum(
+                math.nan if r["cpu_seconds"] is None else r["cpu_seconds"] for r in rows), 3)),
         }
         run.write_summary(summary)
         self.log(f"test (model of epoch {epoch}, best validation accuracy): loss {test_loss:.4f} "

@@ -70,9 +70,10 @@ def test_default_out_folder_names_the_variant():
 
 def test_differences_ignore_what_a_resume_may_change():
     old = TrainConfig(model="vgg08", epochs=10)
-    new = dataclasses.replace(old, epochs=20, resume=True, no_progress=True, device="gpu")
+    new = dataclasses.replace(old, epochs=20, resume=True, no_progress=True, no_plots=True,
+                              device="gpu")
     assert config_differences(old, new) == []
-    assert set(RESUMABLE_CHANGES) == {"epochs", "resume", "no_progress", "device"}
+    assert set(RESUMABLE_CHANGES) == {"epochs", "resume", "no_progress", "no_plots", "device"}
     changed = dataclasses.replace(new, lr=0.1, bn=True)
     assert config_differences(old, changed) == [("bn", False, True), ("lr", 1e-3, 0.1)]
 
@@ -91,7 +92,7 @@ def test_explicitly_set_and_problems():
 ISSUE_DEFAULTS = {"--epochs": 100, "--batch-size": 100, "--lr": 1e-3, "--min-lr": 2e-5,
                   "--optimizer": "adam", "--schedule": "cosine", "--conv-method": None,
                   "--device": "cpu", "--seed": 0}
-ISSUE_FLAGS = ("--bn", "--residual", "--resume", "--no-progress", "--drop-last")
+ISSUE_FLAGS = ("--bn", "--residual", "--resume", "--no-progress", "--drop-last", "--no-plots")
 ISSUE_VALUES = {"--dataset": "cifar100", "--data-dir": "/data", "--weight-decay": 1e-4,
                 "--dropout": 0.2, "--width": 16, "--num-blocks-per-stage": 2,
                 "--activation": "relu", "--subset": 500, "--out": "runs/x"}

@@ -14,6 +14,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ import pytest
 from minidl import backend, checkpoint, layers as L, losses, models
 from minidl.checkpoint import RunFolder, load_checkpoint
 from minidl.config import TrainConfig, option_name, parse_config
-from minidl.metrics import GRAD_FLOW_COLUMNS, METRIC_COLUMNS
+from minidl.metrics import GRAD_FLOW_COLUMNS, METRIC_COLUMNS, CSVLog
 from minidl.models import registry
 from minidl.train import (EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_IO, EXIT_PIPE_CLOSED,
                           EXIT_TERMINATED, EXIT_USAGE, main, model_options)
@@ -121,6 +122,7 @@ def test_run_writes_every_output(straight_run):
     for row in rows:
         assert 0 <= float(row["train_acc"]) <= 1 and 0 <= float(row["val_acc"]) <= 1
         assert np.isfinite(float(row["train_loss"])) and float(row["seconds"]) >= 0
+        assert float(row["cpu_seconds"]) > 0  # process time: this process did the work
     assert float(rows[1]["lr"]) < float(rows[0]["lr"])  # cosine schedule, stepped per epoch
 
     columns, rows = _read_csv(out / "grad_flow.csv")
@@ -138,6 +140,9 @@ def test_run_writes_every_output(straight_run):
     assert {"test_loss", "test_acc", "best_epoch", "best_val_acc", "checkpoint"} <= set(summary)
     assert summary["checkpoint"] == "checkpoints/best.npz"
     assert 0 <= summary["test_acc"] <= 1 and summary["test_examples"] == N_TEST
+    _, epochs = _read_csv(out / "metrics.csv")
+    for total, column in (("train_seconds", "seconds"), ("train_cpu_seconds", "cpu_seconds")):
+        assert summary[total] == pytest.approx(sum(float(r[column]) for r in epochs), abs=2e-3)
 
     for name in ("curves.png", "gradient_flow.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC and (out / name).stat().st_size > 1000
@@ -150,6 +155,49 @@ def test_run_writes_every_output(straight_run):
     assert json.loads(latest["rng"]["layers"])["4"]["rng"]["bit_generator"] == "PCG64"
     best = load_checkpoint(out / "checkpoints" / "best.npz")
     assert best["epoch"] == summary["best_epoch"]
+
+
+def test_cpu_seconds_measure_this_process_not_the_wall_clock(tiny_model, data_dir, tmp_path,
+                                                            monkeypatch):
+    from minidl import train
+    # A step that sleeps 0.2 s: wall-clock time, but (almost) no CPU time of this process.
+    step = train.train_step
+
+    def sleepy(*args, **kwargs):
+        time.sleep(0.2)
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_step", sleepy)
+    out = tmp_path / "sleepy"
+    assert main(_argv(data_dir, out, "--epochs", "1", "--no-plots")) == 0
+    _, (row,) = _read_csv(out / "metrics.csv")
+    assert float(row["seconds"]) >= 0.2 * TRAIN_BATCHES
+    assert float(row["seconds"]) - float(row["cpu_seconds"]) > 0.5 * 0.2 * TRAIN_BATCHES
+    summary = json.loads((out / "test_summary.json").read_text())
+    assert summary["train_cpu_seconds"] == pytest.approx(float(row["cpu_seconds"]), abs=2e-3)
+    # --no-plots: the CSV files, but no png
+    assert (out / "grad_flow.csv").is_file()
+    assert not (out / "curves.png").exists() and not (out / "gradient_flow.png").exists()
+
+
+def test_metrics_csv_from_before_cpu_seconds_is_read_and_resumed(straight_run, data_dir,
+                                                                  tmp_path):
+    out = tmp_path / "old-metrics"
+    assert main(_argv(data_dir, out, "--epochs", "1")) == 0
+    header, rows = _read_csv(out / "metrics.csv")
+    with open(out / "metrics.csv", "w", newline="") as f:  # as an older minidl wrote it
+        writer = csv.DictWriter(f, fieldnames=header[:-1], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    old_rows = CSVLog(out / "metrics.csv", METRIC_COLUMNS).read()
+    assert old_rows[0]["cpu_seconds"] is None and old_rows[0]["epoch"] == 1
+    assert main(_argv(data_dir, out, "--epochs", "2", "--resume", "--no-plots")) == 0
+    _assert_same_run(out, straight_run)
+    header, rows = _read_csv(out / "metrics.csv")
+    assert tuple(header) == METRIC_COLUMNS
+    assert rows[0]["cpu_seconds"] == "" and float(rows[1]["cpu_seconds"]) > 0
+    summary = json.loads((out / "test_summary.json").read_text())
+    assert summary["train_cpu_seconds"] is None and summary["train_seconds"] > 0
 
 
 def test_summary_lines_and_quiet_progress(tiny_model, data_dir, tmp_path, capsys):
