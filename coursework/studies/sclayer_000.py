@@ -21,7 +21,7 @@ SETTINGS = ("--dataset", "cifar10", "--epochs", "30", "--batch-size", "128",
             "--optimizer", "adam", "--lr", "3e-3", "--schedule", "onecycle",
             "--schedule-step", "batch", "--augment", "flip", "--width", "64", "--seed", "0")
 QUICK = ("--subset", "50", "--epochs", "1", "--batch-size", "50", "--width", "4",
-         "--no-progress")
+         "--no-progress", "--no-plots")
 
 SFNET_VS_VGG16 = Study(
     "sfnet-vs-vgg16", "SfNet (SCLayers in scales 4-5) against VGG-16 (Tables 2-4, Fig. 4)",

@@ -22,7 +22,7 @@ POOL_SETTINGS = ("--dataset", "cifar10", "--epochs", "50", "--batch-size", "128"
                  "--optimizer", "adam", "--lr", "1e-3", "--schedule", "cosine",
                  "--augment", "crop,flip", "--width", "64", "--seed", "0")
 POOL_QUICK = ("--subset", "50", "--epochs", "1", "--batch-size", "50", "--width", "4",
-              "--no-progress")
+              "--no-progress", "--no-plots")
 
 
 def _kwargs(*pairs) -> tuple:
@@ -65,7 +65,7 @@ POOL_VS_STRIDE = Study(
 DEPTHWISE_SETTINGS = ("--dataset", "fashion_mnist", "--epochs", "30", "--batch-size", "128",
                       "--optimizer", "adam", "--lr", "1e-3", "--schedule", "cosine",
                       "--seed", "0")
-DEPTHWISE_QUICK = ("--subset", "50", "--epochs", "1", "--batch-size", "50", "--no-progress")
+DEPTHWISE_QUICK = ("--subset", "50", "--epochs", "1", "--batch-size", "50", "--no-progress", "--no-plots")
 M = 1_000_000
 
 
