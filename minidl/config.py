@@ -172,6 +172,23 @@ class TrainConfig:
         names=AUGMENTATIONS, bare=("crop", "flip"), flags={"--random-erasing": ("erase",)},
         metavar="NAME")
 
+    # --- knowledge distillation (Hinton et al., 2015; the slides' "Dark knowledge")
+    teacher: typing.Optional[str] = _opt(
+        None, "run folder of a trained teacher: its config.json builds the model, its best "
+              "checkpoint gives the weights; the student learns from the teacher's soft "
+              "targets (the teacher in eval mode, on the same augmented batch) and the labels; "
+              "train_loss is then that objective, val/test loss plain cross-entropy")
+    temperature: typing.Optional[float] = _opt(
+        None, "softmax temperature T of the soft targets (with --teacher; 20 when not given, "
+              "the paper's MNIST setting)")
+    soft_weight: typing.Optional[float] = _opt(
+        None, "weight W in [0, 1] of the soft-target term, the hard targets weighted 1 - W "
+              "(with --teacher; 0.9 when not given: the hard term down-weighted as the slides "
+              "advise; W = 0 is plain training)")
+    exclude_class: typing.Optional[int] = _opt(
+        None, "leave class K out of the training (transfer) set; validation and test keep it "
+              "(the slides' transfer set without a 3)", metavar="K")
+
     # --- optimisation
     epochs: int = _opt(100, "number of passes over the training set")
     batch_size: int = _opt(100, "examples per mini-batch (training and evaluation)")
@@ -247,6 +264,15 @@ class TrainConfig:
             (0 <= self.val_fraction < 1,  # NaN fails this too
              f"--val-fraction must be in [0, 1), got {self.val_fraction}"),
             (self.subset is None or self.subset >= 1, f"--subset must be >= 1, got {self.subset}"),
+            (self.temperature is None or (math.isfinite(self.temperature) and
+                                          self.temperature > 0),
+             f"--temperature must be a finite number > 0, got {self.temperature}"),
+            (self.soft_weight is None or 0 <= self.soft_weight <= 1,
+             f"--soft-weight must be in [0, 1], got {self.soft_weight}"),
+            (self.teacher is not None or (self.temperature is None and self.soft_weight is None),
+             "--temperature and --soft-weight need --teacher (the run folder of the teacher)"),
+            (self.exclude_class is None or self.exclude_class >= 0,
+             f"--exclude-class must be a class index >= 0, got {self.exclude_class}"),
         ]
         return [message for ok, message in checks if not ok]
 
@@ -366,7 +392,9 @@ def build_parser(model_choices=None,
         if "choices" in meta:
             kwargs["choices"] = list(meta["choices"])
         parser.add_argument(*names, dest=f.name, type=kind, default=f.default,
-                            metavar=f.name.upper() if "choices" not in meta else None, **kwargs)
+                            metavar=None if "choices" in meta else meta.get("metavar",
+                                                                            f.name.upper()),
+                            **kwargs)
     return parser
 
 

@@ -204,8 +204,8 @@ class DistillationLoss(CrossEntropyLoss):
     """Knowledge distillation (Hinton et al., 2015; slides seed 002, "Dark knowledge"):
     soft targets from a teacher at temperature T plus down-weighted hard targets.
 
-    ``loss = T^2 * CE(softmax(teacher / T), softmax(student / T)) + hard_weight * CE(targets,
-    softmax(student))``, each averaged over the batch: "using a high temperature in the
+    ``loss = soft_weight * T^2 * CE(softmax(teacher / T), softmax(student / T)) + hard_weight *
+    CE(targets, softmax(student))``, each averaged over the batch: "using a high temperature in the
     softmax, we minimize the cross entropy with the soft targets ...; using the very same
     logits at a temperature of 1, we minimize the cross entropy with the hard targets". Why
     the soft term is multiplied by T^2: see ``soft_target_forward``.
@@ -215,21 +215,24 @@ class DistillationLoss(CrossEntropyLoss):
     the slides down-weight it because the soft targets' gradients are smaller and steadier;
     0 trains on the soft targets alone. The default 0.1 is this library's choice (the paper
     and the slides give no number; "considerably lower" than the soft term's 1).
+    soft_weight: >= 0, the soft term's weight (default 1). The training CLI's ``--soft-weight
+    W`` is ``soft_weight=W, hard_weight=1-W``: W = 0 is exactly plain cross-entropy training.
 
     ``crit(student_logits, targets, teacher_logits)``: student and teacher logits (N, C) of
     one shape (the teacher's are cast to the student's dtype and device), targets (N,)
     integer classes as for ``CrossEntropyLoss`` (checked the same way). Returns the loss, a
     0-d array in the student's dtype; ``crit.backward()`` returns dL/d(student_logits).
     After each call ``probs`` is softmax(student) at T = 1 (for accuracy), and ``soft_loss``
-    and ``hard_loss`` hold the two terms (the soft one already times T^2, the hard one before
-    its weight) for logging.
+    and ``hard_loss`` hold the two terms (the soft one times T^2, both before their weights)
+    for logging.
     """
 
-    def __init__(self, temperature: float, hard_weight: float = 0.1):
+    def __init__(self, temperature: float, hard_weight: float = 0.1, soft_weight: float = 1.0):
         super().__init__()
         who = type(self).__name__
         self.temperature = positive(temperature, "temperature", who)
         self.hard_weight = nonnegative(hard_weight, "hard_weight", who)
+        self.soft_weight = nonnegative(soft_weight, "soft_weight", who)
         self.soft_loss = self.hard_loss = None
         self._soft_cache = None
 
@@ -246,13 +249,13 @@ class DistillationLoss(CrossEntropyLoss):
                                                                self.temperature)
         self.probs = self._cache.probs
         self._targets = targets
-        return self.soft_loss + self.hard_loss * self.hard_weight
+        return self.soft_loss * self.soft_weight + self.hard_loss * self.hard_weight
 
     def backward(self, dloss=1.0):
         """dL/d(student_logits) (N, C) in the student's dtype; ``dloss`` scales it."""
         if self._cache is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
-        dlogits = soft_target_backward(dloss, self._soft_cache)
+        dlogits = soft_target_backward(float(dloss) * self.soft_weight, self._soft_cache)
         dlogits += softmax_cross_entropy_backward(float(dloss) * self.hard_weight, self._cache)
         return dlogits
 
@@ -276,4 +279,4 @@ class DistillationLoss(CrossEntropyLoss):
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(temperature={self.temperature}, "
-                f"hard_weight={self.hard_weight})")
+                f"hard_weight={self.hard_weight}, soft_weight={self.soft_weight})")

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import backend, data, init, losses, models, optim, plots
+from . import backend, data, distill, init, losses, models, optim, plots
 from .checkpoint import RunFolder, RunFolderError, rng_state, set_rng_state
 from .data.augment import named_augmentation
 from .config import (RESUMABLE_CHANGES, TrainConfig, build_parser, config_differences,
@@ -62,16 +62,20 @@ NEGATED_MODEL_OPTIONS = {"no_shortcut": "shortcut", "no_separable": "separable"}
 
 
 # ---------------------------------------------------------------------- the learning step
-def train_step(model, loss_fn, optimizer, x, y):
+def train_step(model, loss_fn, optimizer, x, y, teacher=None):
     """One step of mini-batch gradient descent on the batch ``(x, y)``.
 
     x: (N, ...) float array, y: (N,) integer class indices, both on the model's device.
-    Returns ``(loss, correct)``: the batch's mean loss and its number of right predictions,
-    as 0-d arrays left on the device (reading them waits for the device: the caller decides
-    when).
+    With a ``teacher`` (a model in eval mode) ``loss_fn`` is a ``losses.DistillationLoss``
+    and also learns from the teacher's logits. Returns ``(loss, correct)``: the batch's mean
+    loss and its number of right predictions, as 0-d arrays left on the device (reading them
+    waits for the device: the caller decides when).
     """
     logits = model(x)                      # forward: each layer caches what backward needs
-    loss = loss_fn(logits, y)              # mean cross-entropy over the batch
+    if teacher is None:
+        loss = loss_fn(logits, y)          # mean cross-entropy over the batch
+    else:                                  # distillation: the teacher's logits as soft targets
+        loss = loss_fn(logits, y, teacher(x))
     optimizer.zero_grad()                  # backward passes add (+=) into .grad: start at 0
     model.backward(loss_fn.backward())     # backward: fills every parameter's .grad
     optimizer.step()                       # update every parameter from its .grad
@@ -255,7 +259,10 @@ class Trainer:
                 steps_per_epoch=len(self.batches) if self.per_batch else 1)
         except ValueError as err:
             raise UsageError(str(err)) from None
-        self.criterion = losses.CrossEntropyLoss()
+        self.criterion = losses.CrossEntropyLoss()  # validation and test: plain cross-entropy
+        self.teacher = self._teacher() if cfg.teacher is not None else None
+        self.loss_fn = (self.criterion if self.teacher is None  # the training objective
+                        else distill.criterion(cfg))
         self.grad_flow = GradientFlow(self.model)
         self.metrics = CSVLog(run.metrics_path, METRIC_COLUMNS)
         self.grad_log = CSVLog(run.grad_flow_path, GRAD_FLOW_COLUMNS)
@@ -273,6 +280,14 @@ class Trainer:
         """Shuffled, augmented training batches; a last batch of one example is dropped."""
         cfg = self.cfg
         x_train, y_train = self.splits.train
+        if cfg.exclude_class is not None:
+            try:
+                x_train, y_train = distill.without_class(x_train, y_train, cfg.exclude_class,
+                                                         self.splits.num_classes)
+            except ValueError as err:
+                raise UsageError(str(err)) from None
+            self.log(f"class {cfg.exclude_class} left out of training: {len(x_train)} of "
+                     f"{len(self.splits.train[0])} examples remain")
         # Batch statistics (BatchNorm) of one example are undefined, and one example's
         # gradient is a poor step: --drop-last drops any incomplete last batch, and a last
         # batch of exactly one is always dropped (a different example each epoch).
@@ -284,6 +299,15 @@ class Trainer:
         return data.BatchIterator(x_train, y_train, cfg.batch_size, shuffle=True,
                                   rng=np.random.default_rng(cfg.seed), augment=augment,
                                   drop_last=drop_last)
+
+    def _teacher(self):
+        """The model of run folder ``cfg.teacher`` with its best weights, in eval mode."""
+        try:
+            teacher, about = distill.load_teacher(self.cfg, lambda c: build_model(c, self.splits))
+        except distill.TeacherError as err:
+            raise UsageError(str(err)) from None
+        self.log(f"distilling from {about}")
+        return teacher
 
     def _restore(self, state: dict) -> None:
         """Load a checkpoint written by ``_checkpoint_state`` so training continues exactly."""
@@ -370,7 +394,8 @@ class Trainer:
                 if step <= skip:  # replayed only to advance the shuffling/augmentation RNG
                     continue
                 xb, yb = backend.to_device(xb, device), backend.to_device(yb, device)
-                loss, correct = train_step(self.model, self.criterion, self.opt, xb, yb)
+                loss, correct = train_step(self.model, self.loss_fn, self.opt, xb, yb,
+                                           self.teacher)
                 if self.per_batch:
                     self.sched.step()
                 self.grad_flow.accumulate()
@@ -379,7 +404,7 @@ class Trainer:
                 if not math.isfinite(loss_mean):
                     # Targets already on the GPU are not range-checked per step (a sync): a bad
                     # one makes the loss NaN, and check_targets() then names it.
-                    self.criterion.check_targets()
+                    self.loss_fn.check_targets()
                     raise Diverged(epoch, step, float(backend.asnumpy(loss)))
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_mean:.4f}", acc=f"{acc:.2%}", refresh=False)

@@ -221,7 +221,28 @@ def test_distillation_terms_and_probs():
     soft_ce, _ = losses.soft_target_forward(student, teacher, 3.0)
     np.testing.assert_allclose(crit.soft_loss, soft_ce, rtol=1e-12)
     np.testing.assert_allclose(crit.probs, np.exp(losses.log_softmax(student)), rtol=1e-12)
-    assert repr(crit) == "DistillationLoss(temperature=3.0, hard_weight=0.25)"
+    assert repr(crit) == "DistillationLoss(temperature=3.0, hard_weight=0.25, soft_weight=1.0)"
+
+
+@pytest.mark.parametrize("soft_weight", [0.0, 0.5, 0.9])
+def test_distillation_soft_weight_gradient_matches_finite_differences(soft_weight):
+    student, targets, teacher = distill_batch(seed=3)
+    crit = losses.DistillationLoss(4.0, hard_weight=1 - soft_weight, soft_weight=soft_weight)
+    loss = crit(student, targets, teacher)
+    np.testing.assert_allclose(loss, soft_weight * crit.soft_loss +
+                               (1 - soft_weight) * crit.hard_loss, rtol=1e-12)
+    analytic = crit.backward()
+    numeric = numerical_gradient(lambda: crit(student, targets, teacher), student)
+    assert rel_error(analytic, numeric) < GRAD_TOL
+
+
+def test_distillation_with_soft_weight_zero_is_exactly_cross_entropy():
+    for dtype in (np.float32, np.float64):
+        student, targets, teacher = distill_batch(N=16, C=10, seed=4, dtype=dtype)
+        crit = losses.DistillationLoss(20.0, hard_weight=1.0, soft_weight=0.0)
+        ce = losses.CrossEntropyLoss()
+        assert crit(student, targets, teacher) == ce(student, targets)  # bit for bit
+        np.testing.assert_array_equal(crit.backward(), ce.backward())
 
 
 def test_distillation_special_cases():
@@ -294,6 +315,7 @@ def test_distillation_backward_before_forward():
     (lambda: losses.DistillationLoss(True), r"temperature must be a finite real"),
     (lambda: losses.DistillationLoss("4"), r"temperature must be a finite real"),
     (lambda: losses.DistillationLoss(4.0, hard_weight=-0.1), r"hard_weight must be >= 0"),
+    (lambda: losses.DistillationLoss(4.0, soft_weight=-0.5), r"soft_weight must be >= 0"),
 ])
 def test_distillation_bad_hyper_parameters(make, message):
     with pytest.raises(ValueError, match="DistillationLoss: " + message):

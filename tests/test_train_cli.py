@@ -420,6 +420,114 @@ def test_per_batch_schedule_resumes_exactly_mid_epoch(tiny_model, data_dir, tmp_
     _assert_same_run(out, reference)
 
 
+# ---------------------------------------------------------------------- distillation
+def test_distillation_with_soft_weight_zero_equals_plain_training(straight_run, data_dir,
+                                                                  tmp_path, capsys):
+    # the hard targets alone (weight 1 - 0): bit for bit the run without a teacher
+    out = tmp_path / "w0"
+    assert main(_argv(data_dir, out, "--epochs", "2", "--teacher", str(straight_run),
+                      "--soft-weight", "0", "--temperature", "4")) == 0
+    assert f"distilling from {straight_run} (tiny_mlp, 12,762 parameters): temperature " \
+           "4.0, soft weight 0.0" in capsys.readouterr().out
+    _assert_same_run(out, straight_run)
+
+
+def test_a_distilled_run_learns_from_the_teacher_and_resumes_exactly(straight_run, data_dir,
+                                                                     tmp_path, monkeypatch,
+                                                                     capsys):
+    extra = ("--epochs", "2", "--teacher", str(straight_run))
+    reference = tmp_path / "distilled"
+    assert main(_argv(data_dir, reference, *extra)) == 0
+    assert "temperature 20.0, soft weight 0.9" in capsys.readouterr().out  # the defaults
+    config = json.loads((reference / "config.json").read_text())
+    assert (config["teacher"], config["temperature"], config["soft_weight"]) == (
+        str(straight_run), None, None)
+    plain = load_checkpoint(straight_run / "checkpoints" / "latest.npz")["model"]
+    taught = load_checkpoint(reference / "checkpoints" / "latest.npz")["model"]
+    assert not np.array_equal(plain["1.weight"], taught["1.weight"])  # the soft targets act
+
+    out = tmp_path / "stopped"
+    from minidl import train
+    step, calls = train.train_step, []
+
+    def interrupted_step(*args):  # Ctrl-C during epoch 2's first training step
+        calls.append(1)
+        return _send_sigint(step(*args)) if len(calls) == TRAIN_BATCHES + 1 else step(*args)
+
+    monkeypatch.setattr(train, "train_step", interrupted_step)
+    assert main(_argv(data_dir, out, *extra)) == EXIT_INTERRUPTED
+    assert load_checkpoint(out / "checkpoints" / "latest.npz")["progress"]["step"] == 1
+    monkeypatch.undo()
+    assert main(_argv(data_dir, out, *extra, "--resume", "--temperature", "4")) == EXIT_USAGE
+    assert "--temperature: None in config.json, 4.0 now" in capsys.readouterr().err
+    assert main(_argv(data_dir, out, *extra, "--resume")) == 0
+    _assert_same_run(out, reference)
+
+
+def test_an_excluded_class_never_appears_in_a_training_batch(tiny_model, data_dir, tmp_path,
+                                                             monkeypatch, capsys):
+    from minidl import train
+    seen = {"train": [], "eval": []}
+    step, evaluate = train.train_step, train.evaluate
+
+    def recording_step(model, loss_fn, optimizer, x, y, *rest):
+        seen["train"].append(np.asarray(y))
+        return step(model, loss_fn, optimizer, x, y, *rest)
+
+    def recording_evaluate(model, loss_fn, x, y, *rest):
+        seen["eval"].append(np.asarray(y))
+        return evaluate(model, loss_fn, x, y, *rest)
+
+    monkeypatch.setattr(train, "train_step", recording_step)
+    monkeypatch.setattr(train, "evaluate", recording_evaluate)
+    k = 3
+    assert main(_argv(data_dir, tmp_path / "no3", "--epochs", "2", "--exclude-class",
+                      str(k))) == 0
+    trained = np.concatenate(seen["train"])
+    evaluated = np.concatenate(seen["eval"])
+    assert k not in trained and set(range(N_CLASSES)) - {k} <= set(trained)
+    assert k in evaluated                       # validation and test keep the class
+    kept = len(trained) // 2                    # two epochs over the same transfer set
+    assert f"class 3 left out of training: {kept} of {N_TRAIN - 12} examples remain" in \
+        capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--temperature", "4"), "--temperature and --soft-weight need --teacher"),
+    (("--soft-weight", "0.5"), "need --teacher"),
+    (("--teacher", "{teacher}", "--soft-weight", "1.5"), "--soft-weight must be in [0, 1]"),
+    (("--teacher", "{teacher}", "--temperature", "0"), "--temperature must be a finite number"),
+    (("--teacher", "{tmp}/nowhere",), "nowhere: no such folder"),
+    (("--teacher", "{tmp}",), "is not a minidl run folder"),
+    (("--teacher", "{out}",), "is this run's own folder"),
+    (("--exclude-class", "10"), "--exclude-class 10: the data set's classes are 0 .. 9"),
+    (("--exclude-class", "-1"), "--exclude-class must be a class index >= 0"),
+])
+def test_bad_distillation_options_are_usage_errors(straight_run, data_dir, tmp_path, capsys,
+                                                   extra, message):
+    out = tmp_path / "student"
+    places = {"teacher": straight_run, "tmp": tmp_path, "out": out}
+    argv = _argv(data_dir, out, "--epochs", "1", *(e.format(**places) for e in extra))
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_a_teacher_from_another_data_set_or_without_a_checkpoint_is_refused(
+        straight_run, data_dir, tmp_path, capsys):
+    other = tmp_path / "mnist-teacher"
+    other.mkdir()
+    config = json.loads((straight_run / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "dataset": "mnist"}))
+    assert main(_argv(data_dir, tmp_path / "s1", "--epochs", "1", "--teacher",
+                      str(other))) == EXIT_USAGE
+    assert "was trained on mnist, this run uses fashion_mnist" in capsys.readouterr().err
+    (other / "config.json").write_text(json.dumps(config))
+    assert main(_argv(data_dir, tmp_path / "s2", "--epochs", "1", "--teacher",
+                      str(other))) == EXIT_USAGE
+    assert "has no best checkpoint" in capsys.readouterr().err
+
+
 def test_resume_refuses_a_changed_configuration(straight_run, data_dir, capsys):
     before = (straight_run / "checkpoints" / "latest.npz").read_bytes()
     argv = _argv(data_dir, straight_run, "--epochs", "3", "--resume")

@@ -59,3 +59,25 @@ def test_running_totals_weight_batches_by_size_and_resume_from_host_values():
     assert totals.read() == (10 / 6, 4 / 6)
     again = RunningTotals("cpu", *totals.sums())
     assert again.read() == totals.read() and again.sums() == (10.0, 4, 6)
+
+
+def test_train_step_with_a_teacher_learns_from_its_soft_targets():
+    x, y = _batch()
+    net, ref = _net(), _net()
+    teacher = _net(seed=7).eval()     # eval mode: BatchNorm uses its running statistics
+    crit = losses.DistillationLoss(4.0, hard_weight=0.1, soft_weight=0.9)
+    ref_crit = losses.DistillationLoss(4.0, hard_weight=0.1, soft_weight=0.9)
+    opt, ref_opt = optim.SGD(net.parameters(), lr=0.1), optim.SGD(ref.parameters(), lr=0.1)
+    teacher_before = {k: v.copy() for k, v in teacher.state_dict().items()}
+    loss, _ = train_step(net, crit, opt, x, y, teacher)
+
+    ref_loss = ref_crit(ref(x), y, teacher(x))
+    ref.backward(ref_crit.backward())
+    ref_opt.step()
+    assert float(loss) == float(ref_loss)
+    assert float(ref_crit.soft_loss) > 0 and float(loss) != float(ref_crit.hard_loss)
+    for (name, p), q in zip(net.named_parameters(), ref.parameters()):
+        np.testing.assert_array_equal(p.data, q.data, err_msg=name)
+    for key, value in teacher.state_dict().items():  # the teacher never learns
+        np.testing.assert_array_equal(value, teacher_before[key], err_msg=key)
+    assert not teacher.training
