@@ -47,16 +47,18 @@ class LeNet5(NamedSequential):
         def conv(c_in, c_out, padding=0):
             return L.Conv2d(c_in, c_out, 5, padding=padding, method=conv_method, rng=rng)
 
+        c = act.channels  # what a layer after an activation takes (twice as much after CReLU)
         self.features = NamedSequential([
             ("conv1", conv(in_channels, 6, padding=2)), ("pool1", POOLS[pool](2)),
             ("act1", act()),
-            ("conv2", conv(6, 16)), ("pool2", POOLS[pool](2)), ("act2", act()),
-            ("conv3", conv(16, 120)), ("act3", act())])
+            ("conv2", conv(c(6), 16)), ("pool2", POOLS[pool](2)), ("act2", act()),
+            ("conv3", conv(c(16), 120)), ("act3", act())])
         self.pool = L.GlobalAvgPool2d()
         self.flatten = L.Flatten()
         self.classifier = NamedSequential([
-            ("fc1", L.Linear(120, 84, rng=rng)), ("act1", act()),
-            ("drop1", dropout_layer(dropout, rng)), ("fc2", L.Linear(84, num_classes, rng=rng))])
+            ("fc1", L.Linear(c(120), 84, rng=rng)), ("act1", act()),
+            ("drop1", dropout_layer(dropout, rng)),
+            ("fc2", L.Linear(c(84), num_classes, rng=rng))])
 
 
 register("lenet5")(LeNet5)

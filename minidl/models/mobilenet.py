@@ -40,20 +40,22 @@ def scaled(channels: int, width_mult: float) -> int:
 def separable_block(c_in, c_out, stride, act, conv_method, rng) -> NamedSequential:
     """Depthwise 3x3 (groups=c_in) -> BN -> act -> pointwise 1x1 -> BN -> act.
 
-    x: (N, c_in, H, W) -> (N, c_out, H / stride, W / stride). Convs have no bias (BN follows).
+    x: (N, c_in, H, W) -> (N, act.channels(c_out), H / stride, W / stride). Convs have no
+    bias (BN follows); the pointwise conv takes what act1 gives (2 * c_in after a CReLU).
     """
     return NamedSequential([
         ("dw", L.Conv2d(c_in, c_in, 3, stride=stride, padding=1, groups=c_in, bias=False,
                         method=conv_method, rng=rng)),
         ("bn1", L.BatchNorm2d(c_in)), ("act1", act()),
-        ("pw", L.Conv2d(c_in, c_out, 1, bias=False, method=conv_method, rng=rng)),
+        ("pw", L.Conv2d(act.channels(c_in), c_out, 1, bias=False, method=conv_method,
+                        rng=rng)),
         ("bn2", L.BatchNorm2d(c_out)), ("act2", act())])
 
 
 def full_block(c_in, c_out, stride, act, conv_method, rng) -> NamedSequential:
     """Table 4's full convolution in place of a separable block: 3x3 conv -> BN -> act.
 
-    x: (N, c_in, H, W) -> (N, c_out, H / stride, W / stride). It costs
+    x: (N, c_in, H, W) -> (N, act.channels(c_out), H / stride, W / stride). It costs
     9 * c_in * c_out mult-adds per output pixel against the separable 9 * c_in + c_in * c_out.
     """
     return NamedSequential([
@@ -86,16 +88,17 @@ class MobileNet(NamedSequential):
         act = activation_factory(activation)
         block = separable_block if separable else full_block
 
-        c_in = scaled(STEM_CHANNELS, width_mult)
+        c_stem = scaled(STEM_CHANNELS, width_mult)
         self.stem = NamedSequential([
-            ("conv", L.Conv2d(in_channels, c_in, 3, stride=stem_stride, padding=1, bias=False,
+            ("conv", L.Conv2d(in_channels, c_stem, 3, stride=stem_stride, padding=1, bias=False,
                               method=conv_method, rng=rng)),
-            ("bn", L.BatchNorm2d(c_in)), ("act", act())])
+            ("bn", L.BatchNorm2d(c_stem)), ("act", act())])
+        c_in = act.channels(c_stem)  # each block takes what the activation before it gives
         blocks = []
         for channels, stride in BLOCKS:
             c_out = scaled(channels, width_mult)
             blocks.append(block(c_in, c_out, stride, act, conv_method, rng))
-            c_in = c_out
+            c_in = act.channels(c_out)
         self.blocks = L.Sequential(*blocks)
         add_head(self, c_in, num_classes, dropout, rng)
 

@@ -48,8 +48,10 @@ class VGGMLP(NamedSequential):
                          f"num_stages={num_stages}, bn={bn}, residual={residual}")
         act = activation_factory(activation)
 
-        def conv(bias, c_in=width):
-            return L.Conv2d(c_in, width, 3, padding=1, bias=bias, method=conv_method, rng=rng)
+        def conv(bias, c_in=act.channels(width), k=3):
+            # every conv but the entry's reads an activation's output: 2 * width after CReLU
+            return L.Conv2d(c_in, width, k, padding=k // 2, bias=bias, method=conv_method,
+                            rng=rng)
 
         def norm():
             return L.BatchNorm2d(width) if bn else None
@@ -63,16 +65,24 @@ class VGGMLP(NamedSequential):
             blocks.append(("reduction", _reduction_block(conv, norm, act)))
             stages.append((f"stage{s}", NamedSequential(blocks)))
         self.features = NamedSequential(stages)
-        add_head(self, width, num_classes, dropout, rng)
+        add_head(self, act.channels(width), num_classes, dropout, rng)
 
 
 def _processing_block(conv, norm, act, residual):
-    """conv3x3 (no bias) -> [bn] -> act -> conv3x3 (no bias) -> [bn] -> act, optionally + x."""
+    """conv3x3 (no bias) -> [bn] -> act -> conv3x3 (no bias) -> [bn] -> act, optionally + x.
+
+    With ``residual`` and an activation that widens (CReLU: x has 2 * width channels, the
+    body gives width), the skip is a 1x1 conv (no bias) -> [bn] projection, as in ResNet's
+    option B; otherwise the identity.
+    """
     body = [("conv1", conv(False)), ("bn1", norm()), ("act1", act()),
             ("conv2", conv(False)), ("bn2", norm())]
     if residual:
         # the skip joins just before the final activation: act(bn2(conv2(...)) + x)
-        return ResidualBlock(NamedSequential(body), act=act())
+        projection = None
+        if act.multiplier != 1:
+            projection = NamedSequential([("conv", conv(False, k=1)), ("bn", norm())])
+        return ResidualBlock(NamedSequential(body), projection, act=act())
     return NamedSequential(body + [("act2", act())])
 
 

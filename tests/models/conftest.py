@@ -6,6 +6,7 @@ SMALL = {
     "vgg08": dict(num_filters=4),
     "vgg38": dict(num_filters=4, num_blocks_per_stage=2, bn=True, residual=True),
     "resnet18": dict(width=4),
+    "resnet32": dict(width=2),
     "vgg11": dict(width=4, hidden=8, bn=True),
     "vgg16": dict(width=4, hidden=8),
     "vgg19": dict(width=4, hidden=8),
