@@ -322,8 +322,12 @@ class RunFolder:
         return saved
 
     def config_differences(self, config: dict, may_change=RESUMABLE) -> list:
-        """``[(field, saved value, new value)]`` for options that may not change on resume."""
-        saved = self.saved_config() or {}
+        """``[(field, saved value, new value)]`` for options that may not change on resume.
+
+        Both sides are first read as a TrainConfig where they are one, so a config.json of
+        an older minidl (options added since, renamed ones, ``augment: true``) compares
+        equal to the same run described today."""
+        saved, config = (_as_current(c) for c in (self.saved_config() or {}, config))
         return [(k, saved.get(k), config.get(k)) for k in sorted(set(saved) | set(config))
                 if k not in may_change and saved.get(k) != config.get(k)]
 
@@ -415,6 +419,16 @@ class RunFolder:
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r}, locked={self.locked})"
+
+
+def _as_current(config: dict) -> dict:
+    """``config`` as today's TrainConfig writes it (defaults filled in, old spellings read),
+    or unchanged when it is not a training configuration."""
+    from .config import TrainConfig  # here, not above: config.py need not load for checkpoints
+    try:
+        return TrainConfig.from_dict(config).to_dict()
+    except (TypeError, ValueError):
+        return config
 
 
 def _read_epoch(path: Path):

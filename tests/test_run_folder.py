@@ -194,3 +194,21 @@ def test_status_new_resume_done(tmp_path):
         with pytest.raises(RunFolderError, match=r"--lr: 0.1 in config.json, 0.2 now"):
             run.check_config({**config, "lr": 0.2})
     assert json.loads(run.summary_path.read_text()) == {"epochs": 2}
+
+
+def test_status_reads_an_older_config_json_as_today_s_options(tmp_path):
+    from minidl.config import TrainConfig
+    old = {**TrainConfig(model="vgg08", epochs=2).to_dict(), "augment": True,
+           "random_erasing": False, "num_filters": 32, "conv": "im2col"}
+    for added in ("model_kwargs", "schedule_step", "no_plots", "teacher", "width",
+                  "conv_method"):
+        del old[added]
+    today = TrainConfig(model="vgg08", epochs=2, augment=("crop", "flip")).to_dict()
+    with RunFolder(tmp_path / "r") as run:
+        run.write_config(old)
+        run.save(_state(2, 2), best=True)
+        run.write_summary({"epochs": 2})
+        assert run.config_differences(today) == []
+        assert run.status(today) == "done"
+        assert run.config_differences({**today, "augment": ["flip"]}) == [
+            ("augment", ["crop", "flip"], ["flip"])]
