@@ -23,13 +23,18 @@ KERNEL_CHOICES = ("auto", "numpy", "numba", "both")  # both: numpy and auto, int
 FULL_REPEATS = {"op": 7, "step": 5}
 QUICK_REPEATS = 2
 GEMM_SIZE = {False: 2048, True: 256}  # by --quick
+# the other measurements, each its own module and command line: one Fashion-MNIST epoch of
+# vgg38 --bn --residual (epoch.py), and a training step's time per kind of op (profile.py)
+SUBCOMMANDS = ("epoch", "profile")
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m minidl.bench",
         description="Time minidl's layers and a vgg38 training step against PyTorch's CPU "
-                    "build, interleaved in one run; report ms, GFLOP/s, peak memory, ratios.")
+                    "build, interleaved in one run; report ms, GFLOP/s, peak memory, ratios. "
+                    "'python -m minidl.bench epoch --help': a whole Fashion-MNIST epoch; "
+                    "'python -m minidl.bench profile --help': a step's time per kind of op.")
     p.add_argument("--only", nargs="+", metavar="CASE",
                    help="run only these cases (see --list); default: all")
     p.add_argument("--list", action="store_true", help="list the named cases and exit")
@@ -156,8 +161,11 @@ def _load_average():
 
 
 def main(argv=None) -> int:
-    p = parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:  # python -m minidl.bench epoch|profile ...
+        from importlib import import_module
+        return import_module(f".{argv[0]}", __package__).main(argv[1:])
+    p = parser()
     args = p.parse_args(argv)
     args.argv = argv
     if args.list:
