@@ -131,7 +131,7 @@ class TrainConfig:
         None, "dropout probability before the classifier (the model's own when not given, "
               "0 for most: no dropout)")
     conv_method: typing.Optional[str] = _opt(
-        None, "convolution algorithm (the layer's method); all three give the same numbers "
+        None, "convolution algorithm (the layer's method); all give the same numbers "
               "(im2col when not given)", choices=CONV_METHODS, aliases=("--conv",))
     pool: typing.Optional[str] = _opt(
         None, "lenet5's pooling: max, or avg (LeCun's sub-sampling; with --activation tanh "
@@ -177,14 +177,15 @@ class TrainConfig:
         None, "run folder of a trained teacher: its config.json builds the model, its best "
               "checkpoint gives the weights; the student learns from the teacher's soft "
               "targets (the teacher in eval mode, on the same augmented batch) and the labels; "
-              "train_loss is then that objective, val/test loss plain cross-entropy")
+              "train_loss is then that objective, val/test loss plain cross-entropy",
+        metavar="RUN_FOLDER")
     temperature: typing.Optional[float] = _opt(
         None, "softmax temperature T of the soft targets (with --teacher; 20 when not given, "
-              "the paper's MNIST setting)")
+              "the paper's MNIST setting)", metavar="T")
     soft_weight: typing.Optional[float] = _opt(
         None, "weight W in [0, 1] of the soft-target term, the hard targets weighted 1 - W "
               "(with --teacher; 0.9 when not given: the hard term down-weighted as the slides "
-              "advise; W = 0 is plain training)")
+              "advise; W = 0 is plain training)", metavar="W")
     exclude_class: typing.Optional[int] = _opt(
         None, "leave class K out of the training (transfer) set; validation and test keep it "
               "(the slides' transfer set without a 3)", metavar="K")

@@ -16,7 +16,8 @@ from . import losses
 from .checkpoint import RunFolder
 from .config import TrainConfig
 
-TEMPERATURE = 20.0  # the paper's MNIST experiment (800-unit student); above 8 all did alike
+TEMPERATURE = 20.0  # the paper's MNIST student (800 units): 74 test errors at T = 20; with 300+
+                    # units per layer, all temperatures above 8 did about as well
 SOFT_WEIGHT = 0.9   # hard targets at 1 - W = 0.1: "down-weighted", as the slides advise
 
 

@@ -236,6 +236,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, run: RunFolder, state: dict | None = None, log=None):
         self.cfg, self.run = cfg, run
+        self.stop = StopRequest()      # first: say() requests a stop if stdout is closed
         self.log = log or self.say
         try:
             self.splits = data.load_dataset(cfg.dataset, data_dir=cfg.data_dir,
@@ -266,7 +267,6 @@ class Trainer:
         self.grad_flow = GradientFlow(self.model)
         self.metrics = CSVLog(run.metrics_path, METRIC_COLUMNS)
         self.grad_log = CSVLog(run.grad_flow_path, GRAD_FLOW_COLUMNS)
-        self.stop = StopRequest()
 
         self.epoch = 0                 # completed epochs
         self.best_val_acc = -math.inf
@@ -295,10 +295,13 @@ class Trainer:
         if drop_last and not cfg.drop_last:
             self.log(f"note: {len(x_train)} training examples in batches of {cfg.batch_size} "
                      "leave a last batch of one example; it is dropped each epoch")
-        augment = named_augmentation(cfg.augment)
-        return data.BatchIterator(x_train, y_train, cfg.batch_size, shuffle=True,
-                                  rng=np.random.default_rng(cfg.seed), augment=augment,
-                                  drop_last=drop_last)
+        batches = data.BatchIterator(x_train, y_train, cfg.batch_size, shuffle=True,
+                                     rng=np.random.default_rng(cfg.seed),
+                                     augment=named_augmentation(cfg.augment), drop_last=drop_last)
+        if len(batches) == 0:
+            raise UsageError(f"{len(x_train)} training examples make no batch of "
+                             f"--batch-size {cfg.batch_size} with --drop-last")
+        return batches
 
     def _teacher(self):
         """The model of run folder ``cfg.teacher`` with its best weights, in eval mode."""

@@ -710,6 +710,15 @@ def test_tilde_in_out_is_expanded(tiny_model, data_dir, tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "t" / "test_summary.json").is_file()
 
 
+def test_drop_last_leaving_no_batch_is_a_usage_error(tiny_model, data_dir, tmp_path, capsys):
+    argv = _argv(data_dir, tmp_path / "none", "--epochs", "1", "--drop-last",
+                 "--schedule-step", "batch")
+    argv[argv.index("--batch-size") + 1] = "200"
+    assert main(argv) == EXIT_USAGE
+    assert "108 training examples make no batch of --batch-size 200 with --drop-last" in \
+        capsys.readouterr().err
+
+
 def test_a_last_training_batch_of_one_is_dropped(tiny_model, data_dir, tmp_path, capsys):
     # 108 training images in batches of 107: the second batch would hold one image, which
     # BatchNorm1d cannot normalise; it is dropped (with a note) instead of crashing.
