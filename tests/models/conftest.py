@@ -14,6 +14,7 @@ SMALL = {
     "sfnet": dict(width=4, hidden=8, mixed_channels=4),
     "lenet5": dict(),
     "mobilenet": dict(width_mult=0.125),
+    "mlp": dict(hidden=(8, 6), dropout=0.5, input_dropout=0.2),
 }
 
 

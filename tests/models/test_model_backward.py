@@ -24,7 +24,9 @@ def _biases_cancelled_by_batchnorm(model):
 
 @pytest.mark.parametrize("name", models.available())
 def test_backward_reaches_every_parameter(name, small):
-    model = models.build(name, in_channels=3, num_classes=5, **small[name]).astype(np.float64)
+    size = {"image_size": 32} if "image_size" in models.options(name) else {}
+    model = models.build(name, in_channels=3, num_classes=5, **size,
+                         **small[name]).astype(np.float64)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((4, 3, 32, 32))
     y = model(x)

@@ -6,7 +6,8 @@ from minidl import models
 from minidl.layers.base import Layer
 from minidl.models import registry
 
-EXPECTED = {"vgg08", "vgg38", "resnet18", "vgg11", "vgg16", "sfnet", "lenet5", "mobilenet"}
+EXPECTED = {"vgg08", "vgg38", "resnet18", "resnet32", "vgg11", "vgg16", "vgg19", "vgg14_mixed",
+            "sfnet", "lenet5", "mobilenet", "mlp"}
 
 
 @pytest.fixture
@@ -61,7 +62,9 @@ def test_options_come_from_the_builder_signature():
     assert "width_mult" in models.options("mobilenet")
     for name in models.available():
         opts = models.options(name)
-        assert {"in_channels", "num_classes", "conv_method", "seed", "rng"} <= set(opts), name
+        assert {"in_channels", "num_classes", "seed", "rng"} <= set(opts), name
+        # every model with a convolution lets the conv algorithm be chosen (mlp has none)
+        assert ("conv_method" in opts) == (name != "mlp"), name
 
 
 def test_bad_option_values_raise_valueerror_naming_the_model():
