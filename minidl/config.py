@@ -291,7 +291,7 @@ class TrainConfig:
         ``random_erasing: true`` adds "erase" to it.
         """
         values = dict(values)
-        if "random_erasing" in values:  # before --augment took a list: now its "erase"
+        if "random_erasing" in values:  # before --augment took a list: now "erase"
             erase = values.pop("random_erasing")
             augment = values.get("augment", False)
             augment = (("crop", "flip") if augment else ()) if isinstance(augment, bool) \
@@ -382,7 +382,7 @@ def build_parser(model_choices=None,
                                 metavar=meta["metavar"], names=meta["names"],
                                 bare=meta["bare"], **kwargs)
             for flag, adds in meta.get("flags", {}).items():
-                parser.add_argument(flag, dest=f.name, action=_Names, nargs=0, const=adds,
+                parser.add_argument(flag, dest=f.name, action=_Names, nargs=0,
                                     names=meta["names"], bare=adds,
                                     help=f"the older spelling of {names[0]} {','.join(adds)}")
             continue

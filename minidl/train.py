@@ -39,9 +39,9 @@ from tqdm import tqdm
 
 from . import backend, data, distill, init, losses, models, optim, plots
 from .checkpoint import RunFolder, RunFolderError, rng_state, set_rng_state
-from .data.augment import named_augmentation
 from .config import (RESUMABLE_CHANGES, TrainConfig, build_parser, config_differences,
                      explicitly_set, option_name, to_argv)
+from .data.augment import named_augmentation
 from .metrics import (GRAD_FLOW_COLUMNS, METRIC_COLUMNS, CSVLog, CSVLogError, GradientFlow,
                       RunningTotals, count_correct)
 
@@ -326,7 +326,8 @@ class Trainer:
         if saved_epochs != self.cfg.epochs:
             # The schedule's shape depends on the run length: keep its position (epochs, or
             # batches with --schedule-step batch) but take the hyper-parameters of the new
-            # length, as if the run had been started with it. It also resets opt.lr to the new schedule's value.
+            # length, as if the run had been started with it. It also resets opt.lr to the
+            # new schedule's value.
             sched_state = {**self.sched.state_dict(), "last_epoch": sched_state["last_epoch"]}
             self.log(f"--epochs changed from {saved_epochs} to {self.cfg.epochs}: the "
                      f"{self.cfg.schedule} schedule continues as a {self.cfg.epochs}-epoch one")
@@ -435,9 +436,10 @@ class Trainer:
             raise Diverged(epoch, "validation", val_loss)
         # the rate of the epoch's last step (a per-batch schedule has already moved past it)
         lr = self.sched.lr_at(self.sched.last_epoch - 1) if self.per_batch else self.opt.lr
+        seconds, cpu_seconds = watch.read()
         row = {"epoch": epoch, "lr": float(lr), "train_loss": train_loss,
                "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc,
-               **dict(zip(("seconds", "cpu_seconds"), (round(t, 3) for t in watch.read())))}
+               "seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3)}
         # Rows first, checkpoint second: a crash in between leaves rows past the checkpoint,
         # which a resumed run drops (keep_until) and writes again.
         self.metrics.append(row)
