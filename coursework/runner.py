@@ -13,7 +13,7 @@ in its argv) is trained after it, with the folder of the same repeat.
 With Ray each run is one task. It trains in the folder the driver names when that folder is
 visible to the worker (a shared filesystem: a retried task resumes from its checkpoint);
 otherwise it trains in a local scratch folder and sends back the run's small files (never
-checkpoints, except the best one of a run that another run needs), which the driver writes
+checkpoints, except those of a run that another run needs), which the driver writes
 into the same folder a serial run would have used. A task that needs another run's folder
 waits for that run's task (Ray passes its result in).
 """
@@ -41,7 +41,9 @@ LANDSCAPE_COLUMNS = ("step", "epoch", "loss", "grad_norm", "probe_loss_min", "pr
                      "grad_change_min", "grad_change_max", "beta")
 DONE_FILE = "study_run.json"  # written last: the run, its argv and its measurements are complete
 SKIPPED_FILES = ("checkpoints",)  # what a Ray task does not send back
-BEST = "checkpoints/best.npz"      # ... except for a run another run needs (a teacher)
+# ... except for a run another run needs (a teacher): its best model, and the latest
+# checkpoint, which says which epoch the best one is (RunFolder.load_best reads both).
+NEEDED_CHECKPOINTS = ("checkpoints/best.npz", "checkpoints/latest.npz")
 QUICK_REPEATS = 2                  # --quick repeats a repeated study twice: the mean ± sd path
 
 
@@ -363,10 +365,11 @@ def run_serial(items, measure: dict, log=None) -> int:
 
 
 def _small_files(folder: Path, with_best: bool = False) -> dict[str, bytes]:
-    """{relative path: bytes} of a run folder, without checkpoints (but with the best one
-    when ``with_best``: another run needs it)."""
+    """{relative path: bytes} of a run folder, without checkpoints (but with the best and
+    latest ones when ``with_best``: another run needs this run's model)."""
     return {rel: p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and ((rel := p.relative_to(folder).as_posix()) == BEST and with_best
+            if p.is_file() and ((rel := p.relative_to(folder).as_posix()) in NEEDED_CHECKPOINTS
+                                and with_best
                                 or p.relative_to(folder).parts[0] not in SKIPPED_FILES)}
 
 
@@ -382,7 +385,7 @@ def ray_task(item: Planned, measure: dict, send_best: bool = False,
 
     ``needed``: one ``(exit code, files or None)`` per folder in ``item.needs``, the results of
     those runs' tasks (Ray waits for them before starting this one). ``send_best``: send the
-    best checkpoint back too, because another run needs this one's folder.
+    best (and latest) checkpoint back too, because another run needs this one's model.
     """
     for folder, (code, _) in zip(item.needs, needed):
         if code != train.EXIT_OK:
@@ -396,7 +399,7 @@ def ray_task(item: Planned, measure: dict, send_best: bool = False,
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) / item.folder.name
         argv = list(item.argv[:-1]) + [str(folder)]  # the last option is --out's value
-        # A run this one needs was trained elsewhere: its files (best checkpoint included)
+        # A run this one needs was trained elsewhere: its files (checkpoints included)
         # came with its result; put them here and point the argv at them.
         renamed = {str(folder): str(item.folder)}  # scratch path -> the driver's
         for needed_folder, (_, files) in zip(item.needs, needed):

@@ -18,8 +18,13 @@ from minidl.train import EXIT_OK, EXIT_USAGE, model_options
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 N_TRAIN, N_TEST, N_CLASSES = 120, 40, 10
-ISSUE_STUDIES = ("resnet18-width", "resnet18-weight-decay", "resnet18-activation",
-                 "resnet18-optimiser", "filters", "vgg-a-bn", "bn-landscape", "sparsity", "cw2")
+ISSUE_10_STUDIES = ("resnet18-width", "resnet18-weight-decay", "resnet18-activation",
+                    "resnet18-optimiser", "filters", "vgg-a-bn", "bn-landscape", "sparsity", "cw2")
+# Issue 11's studies of seeds 000 and 002; seed 001's are run at --quick size by
+# tests/test_coursework_survey.py.
+ISSUE_11_STUDIES = ("sfnet-vs-vgg16", "pool-vs-stride", "depthwise", "distillation")
+SURVEY_STUDIES = ("kernel-sizes", "activations", "momentum-vs-adam")
+ISSUE_STUDIES = ISSUE_10_STUDIES + ISSUE_11_STUDIES
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +49,9 @@ def quick_args(data_dir, out_root):
 def test_list_names_every_study_of_the_issue():
     out = subprocess.run([sys.executable, "-m", "coursework", "list"], capture_output=True,
                          text=True, check=True).stdout
-    assert [line.split()[0] for line in out.splitlines()] == list(ISSUE_STUDIES)
+    listed = [line.split()[0] for line in out.splitlines()]
+    assert listed == list(studies.STUDIES)
+    assert sorted(listed) == sorted(ISSUE_STUDIES + SURVEY_STUDIES)
 
 
 ALL_RUNS = [(s, r) for s in studies.STUDIES.values() for r in s.runs]
@@ -115,8 +122,10 @@ def test_quick_study_runs_and_reports(name, data_dir, tmp_path, capsys):
     readme = (results / "README.md").read_text()
     summary = json.loads((results / "summary.json").read_text())
     assert set(summary) == {r.name for r in study.runs}
-    for run in study.runs:
-        folder = out_root / name / run.name
+    items = runner.plan(study, out_root, quick=True)
+    assert len(items) == len(study.runs) * min(study.repeats, runner.QUICK_REPEATS)
+    for item in items:
+        run, folder = item.run, item.folder
         record = json.loads((folder / runner.DONE_FILE).read_text())
         assert TrainConfig.from_dict(record["config"]).subset == 50
         if run.kind == "landscape":
@@ -124,7 +133,14 @@ def test_quick_study_runs_and_reports(name, data_dir, tmp_path, capsys):
             assert len(rows) == 1 + 1  # header + 50 images / batch 50
             continue
         assert f"| {run.name} ({run.label})" in readme
-        assert (results / f"{run.name}-metrics.csv").is_file()
+        assert (results / f"{item.name}-metrics.csv").is_file()
+        if study.repeats > 1:  # the mean over the quick repeats, with its spread
+            assert summary[run.name]["repeats"] == runner.QUICK_REPEATS
+            assert "test_acc" in summary[run.name]["sd"]
+        if "bias_correction" in run.after:
+            bias = json.loads((folder / "bias_correction.json").read_text())
+            assert bias["test_errors_before"] == round((1 - bias["test_acc_before"]) * bias["test_examples"])
+            assert bias["val_acc_after"] >= bias["val_acc_before"]
         if "filters" in run.after:
             assert np.load(folder / "filters.npy").shape == (2, 1, 3, 3)  # quick width 2
             assert (results / f"{run.name}-filters.png").read_bytes()[:8] == PNG_MAGIC
@@ -142,7 +158,7 @@ def test_quick_study_runs_and_reports(name, data_dir, tmp_path, capsys):
     # a second run finds every run finished and trains nothing
     capsys.readouterr()
     assert main(["run", name, *quick_args(data_dir, out_root)]) == EXIT_OK
-    assert capsys.readouterr().out.count("skipped") == len(study.runs)
+    assert capsys.readouterr().out.count("skipped") == len(items)
 
 
 def test_an_interrupted_run_resumes_and_a_longer_one_continues(data_dir, tmp_path, capsys):

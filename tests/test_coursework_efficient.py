@@ -219,3 +219,42 @@ def test_issue_11_studies_carry_the_documents_figures():
     pools = studies.get("pool-vs-stride")
     assert {parse_config(pools.train_argv(r)).model_kwargs.get("downsample")
             for r in pools.runs} == {"max", "stride", "max_overlap"}
+
+
+def _quick_plan(study, root, names, data_dir):
+    return runner.plan(study, root, names, quick=True,
+                       overrides=["--dataset", "fashion_mnist", "--data-dir", str(data_dir)])
+
+
+def test_a_task_without_the_shared_folder_gets_the_teacher_it_needs(data_dir, tmp_path):
+    """The Ray path on machines that do not share the run folders: the teacher's task sends
+    its best checkpoint back with its small files, the student's task trains from them."""
+    study = studies.get("distillation")
+    teacher, student = _quick_plan(study, tmp_path / "nowhere", ["distilled"], data_dir)
+    assert student.needs == (teacher.folder,)
+    code, files = runner.ray_task(teacher, study.measure, True)
+    assert code == EXIT_OK
+    assert sorted(n for n in files if n.startswith("checkpoints")) == \
+        sorted(runner.NEEDED_CHECKPOINTS)
+    result = runner.ray_task(student, study.measure, False, (code, files))
+    assert result[0] == EXIT_OK and not student.folder.exists()
+    config = json.loads(result[1]["config.json"])
+    assert config["teacher"] == str(teacher.folder) and config["out"] == str(student.folder)
+    assert not any(name.startswith("checkpoints") for name in result[1])
+    # a student whose teacher failed is not trained
+    assert runner.ray_task(student, study.measure, False, (runner.train.EXIT_DIVERGED, None)) \
+        == (runner.train.EXIT_DIVERGED, None)
+
+
+def test_bias_correction_raises_the_excluded_class_bias(data_dir, tmp_path):
+    study = studies.get("distillation")
+    items = _quick_plan(study, tmp_path, ["distilled-without-3"], data_dir)
+    assert runner.run_serial(items, study.measure) == EXIT_OK
+    folder = items[-1].folder
+    bias = json.loads((folder / "bias_correction.json").read_text())
+    assert bias["class"] == 3 and bias["val_acc_after"] >= bias["val_acc_before"]
+    # the model's own test accuracy after the raise agrees with the shifted logits
+    assert bias["test_errors_after"] == round((1 - bias["test_acc_after"]) * bias["test_examples"])
+    # raising class 3's logit only turns predictions into 3s (lowering it, away from 3s)
+    change = bias["class_test_acc_after"] - bias["class_test_acc_before"]
+    assert change * np.sign(bias["shift"]) >= 0

@@ -42,11 +42,13 @@ def local_ray():
     ray.shutdown()
 
 
-def _results(out_root):
+def _results(out_root, study=STUDY, names=None):
     """Per run: the metrics without timings, and the test summary without timings."""
     found = {}
-    for run in studies.get(STUDY).runs:
-        folder = out_root / STUDY / run.name
+    for run in studies.get(study).runs:
+        if names is not None and run.name not in names:
+            continue
+        folder = out_root / study / run.name
         rows = CSVLog(folder / "metrics.csv", METRIC_COLUMNS).read()
         summary = json.loads((folder / "test_summary.json").read_text())
         found[run.name] = ([{k: v for k, v in r.items() if k not in TIMINGS} for r in rows],
@@ -63,3 +65,16 @@ def test_ray_study_equals_the_serial_one(data_dir, tmp_path, local_ray):
         assert (distributed / STUDY / run.name / runner.DONE_FILE).is_file()
     # finished runs are not sent again
     assert main(["run", STUDY, *quick_args(data_dir, distributed), "--ray", "local"]) == EXIT_OK
+
+
+def test_a_run_that_needs_another_waits_for_it_on_ray(data_dir, tmp_path, local_ray):
+    """distillation's student names its teacher's folder: its task starts when the teacher's
+    has finished, and trains as the serial study does."""
+    serial, distributed = tmp_path / "serial", tmp_path / "ray"
+    args = ["run", "distillation", "distilled"]
+    assert main([*args, *quick_args(data_dir, serial)]) == EXIT_OK
+    assert main([*args, *quick_args(data_dir, distributed), "--ray", "local"]) == EXIT_OK
+    both = ("teacher", "distilled")
+    assert _results(distributed, "distillation", both) == _results(serial, "distillation", both)
+    config = json.loads((distributed / "distillation" / "distilled" / "config.json").read_text())
+    assert config["teacher"] == str(distributed / "distillation" / "teacher")
