@@ -13,6 +13,7 @@ SMALL = {
     "vgg14_mixed": dict(width=4, hidden=8),
     "sfnet": dict(width=4, hidden=8, mixed_channels=4),
     "lenet5": dict(),
+    "alexnet": dict(width=6, hidden=8),
     "mobilenet": dict(width_mult=0.125),
     "mlp": dict(hidden=(8, 6), dropout=0.5, input_dropout=0.2),
 }

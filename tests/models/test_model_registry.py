@@ -7,7 +7,7 @@ from minidl.layers.base import Layer
 from minidl.models import registry
 
 EXPECTED = {"vgg08", "vgg38", "resnet18", "resnet32", "vgg11", "vgg16", "vgg19", "vgg14_mixed",
-            "sfnet", "lenet5", "mobilenet", "mlp"}
+            "sfnet", "lenet5", "alexnet", "mobilenet", "mlp"}
 
 
 @pytest.fixture
