@@ -4,6 +4,7 @@
 ImageNet-sized VGG-16 counts instantly) and returns one row per leaf layer. On the command line::
 
     python -m minidl.summary mobilenet --width-mult 0.5 --input 3 224 224 --classes 1000 [--json]
+    python -m minidl.summary vgg19 --model-kwargs kernel_size=5 activation=crelu --input 1 28 28
 
 Mult-adds are multiply-accumulate operations of one example through ``Conv2d`` and ``Linear``
 layers, the quantity the MobileNet and VGG papers tabulate:
@@ -26,6 +27,8 @@ from typing import Callable
 
 from . import layers as L
 from ._shapes import conv_output_size
+from .config import _KeyValues as KeyValues  # --model-kwargs exactly as the train CLI takes it
+from .config import parse_model_kwarg
 
 Shape = tuple  # an example's shape without the batch axis: (C, H, W) or (features,)
 
@@ -241,6 +244,12 @@ def summary(model, input_shape) -> Summary:
 
 # ---------------------------------------------------------------- command line
 PROG = "python -m minidl.summary"
+FROM_INPUT = ("in_channels", "num_classes")  # set by --input and --classes
+
+
+def _literal(text: str):
+    """A flag's value read as the train CLI reads ``--model-kwargs`` values."""
+    return parse_model_kwarg(f"value={text}")[1]
 
 
 def _option_type(default):
@@ -248,7 +257,7 @@ def _option_type(default):
         return None
     if isinstance(default, (int, float, str)):
         return type(default)
-    return None
+    return _literal  # tuples (hidden), None defaults (mixed_conv_kernel)
 
 
 def build_parser(model_name: str | None = None) -> argparse.ArgumentParser:
@@ -263,21 +272,51 @@ def build_parser(model_name: str | None = None) -> argparse.ArgumentParser:
                         help="one example's shape, channels first (default: 3 32 32)")
     parser.add_argument("--classes", type=int, default=10, help="number of classes (default 10)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--model-kwargs", dest="model_kwargs", nargs="+", default={},
+                        type=parse_model_kwarg, action=KeyValues, metavar="KEY=VALUE",
+                        help="any option of the model's builder, spelt as for python -m "
+                             "minidl.train: --model-kwargs kernel_size=5 hidden=(800,800) "
+                             "norm=lrn (values are Python literals, else strings)")
     if model_name in models.available():
         group = parser.add_argument_group(f"options of {model_name}")
         for option, default in models.options(model_name).items():
-            if option in ("in_channels", "num_classes", "seed", "rng"):
+            if option in (*FROM_INPUT, "seed", "rng"):
                 continue
             flag = "--" + option.replace("_", "-")
             if isinstance(default, bool):
                 group.add_argument(flag, dest=option, action=argparse.BooleanOptionalAction,
-                                   default=default)
+                                   default=argparse.SUPPRESS)
             else:
                 kind = _option_type(default)
                 shown = "" if default is inspect.Parameter.empty else f" (default {default!r})"
                 group.add_argument(flag, dest=option, type=kind, default=argparse.SUPPRESS,
                                    help=f"model option {option}{shown}")
     return parser
+
+
+def model_options(args: dict, shape) -> dict:
+    """The keyword options of ``models.build`` from parsed arguments: the model's own flags
+    and ``--model-kwargs`` (a key given both ways, or one that --input/--classes set, is a
+    ValueError), and ``image_size`` from ``--input`` for models that take it."""
+    from . import models
+
+    defaults = models.options(args["model"])
+    kwargs = dict(args["model_kwargs"])
+    flags = {k: v for k, v in args.items() if k in defaults}
+    for key in kwargs:
+        if key in FROM_INPUT:
+            raise ValueError(f"--model-kwargs cannot set {key}: --input and --classes do")
+        if key in flags:
+            raise ValueError(f"--model-kwargs {key}=... and --{key.replace('_', '-')} both "
+                             f"set {key}; give one")
+        if key not in defaults:
+            raise ValueError(f"model {args['model']!r} has no option {key!r}; valid options: "
+                             f"{', '.join(k for k in defaults if k not in ('rng',))}")
+    options = {**flags, **kwargs}
+    if "image_size" in defaults and "image_size" not in options and len(shape) == 3:
+        h, w = shape[1:]
+        options["image_size"] = h if h == w else (h, w)  # models whose head depends on it
+    return options
 
 
 def main(argv=None) -> int:
@@ -291,13 +330,11 @@ def main(argv=None) -> int:
         args = vars(parser.parse_args(argv))
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 2
-    name, shape, classes, as_json = (args.pop(k) for k in ("model", "input", "classes", "json"))
-    defaults = models.options(name)
-    options = {k: v for k, v in args.items() if k in defaults and v != defaults[k]}
-    if "image_size" in defaults and "image_size" not in options and len(shape) == 3:
-        options["image_size"] = shape[1]  # models whose head depends on it (vgg16, sfnet)
+    shape, classes, as_json = args["input"], args["classes"], args["json"]
     try:
-        model = models.build(name, in_channels=shape[0], num_classes=classes, **options)
+        options = model_options(args, shape)
+        model = models.build(args["model"], in_channels=shape[0], num_classes=classes,
+                             **options)
         result = summary(model, shape)
     except (ValueError, TypeError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)

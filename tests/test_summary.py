@@ -221,3 +221,102 @@ def test_cli_passes_the_image_size_to_models_built_for_one(capsys):
     assert main(["vgg16", "--input", "3", "224", "224", "--classes", "1000", "--hidden", "4096",
                  "--no-bn", "--dropout", "0.5", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["params"] == 138_357_544  # VGG-16 configuration D
+
+
+# ---------------------------------------------------------------- the option variants (issue 11)
+def _leaf_output_shapes(model, x) -> dict:
+    """``{dotted name: output shape without the batch axis}`` of every leaf layer, recorded
+    during a real forward pass."""
+    shapes = {}
+    for name, layer in model.named_layers():
+        if layer._children:
+            continue
+
+        def recording(inp, _forward=layer.forward, _name=name):
+            out = _forward(inp)
+            shapes[_name] = tuple(out.shape[1:])
+            return out
+        layer.forward = recording  # an instance attribute: Layer.__call__ finds it first
+    model(x)
+    return shapes
+
+
+VARIANTS = [
+    ("vgg19", dict(width=4, hidden=8, kernel_size=5, norm="lrn", activation="crelu")),
+    ("vgg19", dict(width=4, hidden=8, downsample="stride", head="gap", norm="bn")),
+    ("vgg19", dict(width=4, hidden=8, downsample="max_overlap", activation="swish_trainable")),
+    ("vgg14_mixed", dict(width=4, hidden=8, init="he")),
+    ("vgg16", dict(width=4, hidden=8, downsample="max_overlap", head="gap")),
+    ("sfnet", dict(width=4, hidden=8, mixed_channels=4, pool_size=5, activation="crelu")),
+    ("sfnet", dict(width=4, hidden=8, mixed_channels=4, pool_size=5, mixed_conv_kernel=3)),
+    ("resnet32", dict(width=2, downsample="max", head="fc", hidden=8)),
+    ("resnet32", dict(width=2, downsample="max_overlap", activation="crelu")),
+    ("resnet18", dict(width=2, shortcut=False, downsample="max")),
+    ("alexnet", dict(width=6, hidden=8, norm="bn")),
+    ("alexnet", dict(width=6, hidden=8, activation="crelu")),
+    ("mlp", dict(hidden=(8, 6), dropout=0.5, input_dropout=0.2, activation="crelu")),
+    ("lenet5", dict(activation="crelu", pool="avg")),
+    ("mobilenet", dict(width_mult=0.125, activation="crelu")),
+    ("vgg38", dict(num_filters=4, num_blocks_per_stage=1, bn=True, residual=True,
+                   activation="crelu")),
+]
+
+
+@pytest.mark.parametrize("name, options", VARIANTS,
+                         ids=[f"{n}-{'-'.join(map(str, o.values()))}" for n, o in VARIANTS])
+@pytest.mark.parametrize("size", [28, 32])
+def test_every_option_variant_counts_like_its_forward(name, options, size):
+    image = {"image_size": size} if "image_size" in models.options(name) else {}
+    model = models.build(name, in_channels=1, num_classes=7, **image, **options).eval()
+    s = summary(model, (1, size, size))
+    real = _leaf_output_shapes(model, np.zeros((1, 1, size, size), np.float32))
+    assert {r.name: r.output_shape for r in s.rows} == real
+    assert s.output_shape == (7,)
+    assert s.params == model.num_parameters()
+
+
+def test_mult_adds_of_lenet5_with_crelu_by_hand():
+    # conv1 1->6 5x5 on 28x28 (pad 2); conv2 12->16 on 14x14 -> 10x10; conv3 32->120 on 5x5
+    # -> 1x1; fc1 240->84; fc2 168->10
+    s = summary(models.build("lenet5", activation="crelu"), (1, 28, 28))
+    assert s.mult_adds == 6 * 25 * 28 * 28 + 16 * 12 * 25 * 10 * 10 + 120 * 32 * 25 \
+        + 240 * 84 + 168 * 10 == 715_440
+
+
+def test_mult_adds_of_a_strided_vgg_are_a_quarter_of_the_pooled_last_convs():
+    # stride 2 in a scale's last conv computes a quarter of its outputs
+    pooled = summary(models.build("vgg19", width=4, hidden=8), (3, 32, 32))
+    strided = summary(models.build("vgg19", width=4, hidden=8, downsample="stride"), (3, 32, 32))
+    rows = {r.name: r.mult_adds for r in pooled.rows}
+    for r in strided.rows:
+        if r.kind == "Conv2d":
+            last = r.name.endswith(".conv2") and r.name.startswith(("features.0", "features.1")) \
+                or r.name.endswith(".conv4")
+            assert r.mult_adds == (rows[r.name] // 4 if last else rows[r.name]), r.name
+    assert strided.params == pooled.params
+
+
+def test_cli_takes_model_kwargs_spelt_as_train(capsys):
+    assert main(["mlp", "--model-kwargs", "hidden=(800,800)", "--input", "1", "28", "28",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["params"] == 1_276_810 and out["mult_adds"] == 784 * 800 + 800 * 800 + 8_000
+    assert main(["vgg19", "--model-kwargs", "kernel_size=5", "activation=crelu", "width=4",
+                 "hidden=8", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    model = models.build("vgg19", kernel_size=5, activation="crelu", width=4, hidden=8)
+    assert out["params"] == model.num_parameters()
+    assert out["mult_adds"] == summary(model, (3, 32, 32)).mult_adds
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["vgg19", "--model-kwargs", "kernel_sise=5"], "has no option 'kernel_sise'"),
+    (["vgg19", "--width", "8", "--model-kwargs", "width=4"], "both set width"),
+    (["vgg19", "--model-kwargs", "in_channels=1"], "cannot set in_channels"),
+    (["vgg19", "--model-kwargs", "norm=layer"], "norm must be one of"),
+    (["vgg19", "--model-kwargs", "norm"], "expected KEY=VALUE"),
+])
+def test_cli_model_kwargs_errors_are_one_line(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
