@@ -1,0 +1,60 @@
+"""The compiled Winograd transforms against the NumPy reference (minidl.functional._winograd),
+float32 and float64, with padding, cropping, odd sizes and non-contiguous blocks."""
+import numpy as np
+import pytest
+
+from minidl.functional import _winograd as reference
+
+TOL = {np.float32: 1e-6, np.float64: 1e-14}  # relative to the largest value; rounding only
+
+# (m, C, H, W, padding, out_hw): the forward (pad 1, 0, 2), dx's correlation (pad 2 - p,
+# negative crops), odd outputs whose last tiles reach past the edge, a 1-pixel output.
+SHAPES = [
+    (3, 4, 8, 8, (1, 1), (8, 8)),
+    (2, 3, 7, 5, (0, 0), (5, 3)),
+    (2, 2, 5, 6, (2, 2), (7, 8)),
+    (1, 3, 9, 8, (-1, 0), (5, 6)),
+    (2, 2, 3, 3, (0, 0), (1, 1)),
+    (1, 2, 4, 7, (1, 2), (4, 9)),
+]
+
+
+@pytest.fixture
+def compiled(numba_kernels):
+    from minidl.kernels import conv
+    return conv
+
+
+def _close(got, ref, dtype):
+    assert got.dtype == dtype and got.shape == ref.shape
+    scale = max(float(np.max(np.abs(ref))), 1.0)
+    assert float(np.max(np.abs(got - ref))) <= TOL[dtype] * scale
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m, C, H, W, padding, out_hw", SHAPES)
+def test_input_transform(compiled, m, C, H, W, padding, out_hw, dtype):
+    src = np.random.default_rng(0).standard_normal((m + 1, C, H, W)).astype(dtype)[1:]
+    tiles = reference.tiles_for(out_hw)
+    _close(compiled.input_transform(src, padding, tiles),
+           reference.input_transform(src, padding, tiles), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m, C, H, W, padding, out_hw", SHAPES)
+def test_output_transform_and_its_adjoint(compiled, m, C, H, W, padding, out_hw, dtype):
+    rng = np.random.default_rng(1)
+    tiles = reference.tiles_for(out_hw)
+    M = rng.standard_normal((16, C, m * tiles[0] * tiles[1])).astype(dtype)
+    ref = np.full((m, C) + out_hw, np.nan, dtype=dtype)
+    reference.output_transform(M, tiles, ref)
+    got = np.full((m, C) + out_hw, np.nan, dtype=dtype)
+    compiled.output_transform(M, tiles, got)
+    _close(got, ref, dtype)  # every output written (no NaN left), the same values
+    strided = np.full((m, 2 * C) + out_hw, np.nan, dtype=dtype)[:, ::2]  # a non-contiguous out
+    compiled.output_transform(M, tiles, strided)
+    _close(strided, ref, dtype)
+
+    dout = rng.standard_normal((m, C) + out_hw).astype(dtype)
+    _close(compiled.output_transform_adjoint(dout, tiles),
+           reference.output_transform_adjoint(dout, tiles), dtype)
