@@ -172,6 +172,129 @@ class TorchLeNet5(nn.Module):
         return self.out(torch.tanh(self.f6(x)))
 
 
+class TorchCReLU(nn.Module):
+    """Shang et al.'s CReLU: cat(relu(x), relu(-x)) along the channels."""
+
+    def forward(self, x):
+        return torch.cat([F.relu(x), F.relu(-x)], 1)
+
+
+ACTS = {"relu": (nn.ReLU, 1), "elu": (nn.ELU, 1), "crelu": (TorchCReLU, 2)}
+
+
+def _lrn():
+    return nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)  # AlexNet's (alpha / size)
+
+
+class TorchVGGVariant(nn.Module):
+    """A VGG from ``scales`` (lists of (channels, kernel)): conv (padded) -> [BN | LRN] -> act per
+    layer; each scale closed by a 2x2 max pool ("max"), a 3x3/2 max pool padded by 1
+    ("max_overlap"), or its last conv at stride 2 ("stride"); then the flattened map through
+    [Linear, act] x 2, Linear ("fc"), or a global mean and a Linear ("gap"). A CReLU doubles
+    the channels the next layer takes."""
+
+    def __init__(self, c_in, scales, classes, hidden=8, norm="none", act="relu",
+                 downsample="max", head="fc", final_hw=1):
+        super().__init__()
+        make_act, mult = ACTS[act]
+        layers = []
+        for scale in scales:
+            for j, (c, k) in enumerate(scale):
+                stride = 2 if downsample == "stride" and j == len(scale) - 1 else 1
+                layers.append(nn.Conv2d(c_in, c, k, stride, k // 2))
+                layers += {"bn": [nn.BatchNorm2d(c)], "lrn": [_lrn()], "none": []}[norm]
+                layers.append(make_act())
+                c_in = mult * c
+            layers += {"max": [nn.MaxPool2d(2)], "max_overlap": [nn.MaxPool2d(3, 2, 1)],
+                       "stride": []}[downsample]
+        self.features = nn.Sequential(*layers)
+        if head == "gap":
+            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                      nn.Linear(c_in, classes))
+        else:
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * final_hw ** 2, hidden),
+                                      make_act(), nn.Linear(mult * hidden, hidden), make_act(),
+                                      nn.Linear(mult * hidden, classes))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def _vgg19_scales(w, k=3):
+    return [[(w, k)] * 2, [(2 * w, k)] * 2, [(4 * w, k)] * 4, [(8 * w, k)] * 4, [(8 * w, k)] * 4]
+
+
+def _vgg14_mixed_scales(w):
+    return [[(w, 5), (w, 3)], [(2 * w, 5), (2 * w, 3)], [(4 * w, 5), (4 * w, 3), (4 * w, 3)],
+            [(8 * w, 5), (8 * w, 3)], [(8 * w, 5), (8 * w, 3)]]
+
+
+class TorchResNetVariant(nn.Module):
+    """He et al.'s CIFAR ResNet with ``blocks`` BasicBlocks per stage of w, 2w, 4w channels;
+    ``pool``: down-sample by a 2x2 max pool opening the stage (stride-1 convs) instead of the
+    stride-2 first conv; a CReLU doubles what the next conv and the shortcut take."""
+
+    def __init__(self, c_in, w, blocks, classes, pool=False, act="relu"):
+        super().__init__()
+        make_act, mult = ACTS[act]
+        self.stem = nn.Sequential(nn.Conv2d(c_in, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w),
+                                  make_act())
+        layers, c = [], mult * w
+        for i, n in enumerate(blocks):
+            out = w * 2 ** i
+            if i > 0 and pool:
+                layers.append(nn.MaxPool2d(2))
+            for b in range(n):
+                stride = 2 if i > 0 and b == 0 and not pool else 1
+                layers.append(TorchActBlock(c, out, stride, make_act, mult))
+                c = mult * out
+        self.layers = nn.Sequential(*layers)
+        self.linear = nn.Linear(c, classes)
+
+    def forward(self, x):
+        return self.linear(self.layers(self.stem(x)).mean(dim=(2, 3)))
+
+
+class TorchActBlock(nn.Module):
+    """BasicBlock with any activation: act(bn2(conv2(act(bn1(conv1(x))))) + shortcut(x))."""
+
+    def __init__(self, c_in, c_out, stride, make_act, mult):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1, self.act1 = nn.BatchNorm2d(c_out), make_act()
+        self.conv2 = nn.Conv2d(mult * c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
+                                          nn.BatchNorm2d(c_out))
+        self.act = make_act()
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x)))))
+        return self.act(out + self.shortcut(x))
+
+
+class TorchAlexNet(nn.Module):
+    """Krizhevsky et al.'s net in one tower, for 32x32: conv11 (pad 5) -> ReLU -> LRN -> max
+    pool 3/2 -> conv5 -> ReLU -> LRN -> pool -> conv3 x 3 (ReLU) -> pool -> [FC, ReLU] x 2, FC."""
+
+    def __init__(self, c_in, channels, hidden, classes):
+        c1, c2, c3, c4, c5 = channels
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(c_in, c1, 11, 1, 5), nn.ReLU(), _lrn(), nn.MaxPool2d(3, 2),
+            nn.Conv2d(c1, c2, 5, 1, 2), nn.ReLU(), _lrn(), nn.MaxPool2d(3, 2),
+            nn.Conv2d(c2, c3, 3, 1, 1), nn.ReLU(), nn.Conv2d(c3, c4, 3, 1, 1), nn.ReLU(),
+            nn.Conv2d(c4, c5, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(3, 2))
+        self.classifier = nn.Sequential(nn.Linear(c5 * 9, hidden), nn.ReLU(),
+                                        nn.Linear(hidden, hidden), nn.ReLU(),
+                                        nn.Linear(hidden, classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+
+
 def _copy_into_torch(ours, theirs):
     """Copy our parameters and BatchNorm running statistics into the torch model, in order."""
     params = list(theirs.parameters())
@@ -217,6 +340,31 @@ CASES = {
                      lambda c_in: TorchLeNet5(c_in, 6)),
     "mobilenet": ("mobilenet", dict(width_mult=0.125),
                   lambda c_in: TorchMobileNet(c_in, 0.125, 6)),
+    # issue 11: the survey's and slides' variants (dropout off: masks differ between frameworks)
+    "vgg19-5x5-lrn-crelu": ("vgg19", dict(width=4, hidden=8, kernel_size=5, norm="lrn",
+                                          activation="crelu", dropout=0.0),
+                            lambda c_in: TorchVGGVariant(c_in, _vgg19_scales(4, 5), 6,
+                                                         norm="lrn", act="crelu")),
+    "vgg19-bn-stride-gap": ("vgg19", dict(width=4, hidden=8, norm="bn", downsample="stride",
+                                          head="gap", dropout=0.0),
+                            lambda c_in: TorchVGGVariant(c_in, _vgg19_scales(4), 6, norm="bn",
+                                                         downsample="stride", head="gap")),
+    "vgg19-overlap-elu": ("vgg19", dict(width=4, hidden=8, downsample="max_overlap",
+                                        activation="elu", dropout=0.0),
+                          lambda c_in: TorchVGGVariant(c_in, _vgg19_scales(4), 6, act="elu",
+                                                       downsample="max_overlap")),
+    "vgg14-mixed": ("vgg14_mixed", dict(width=4, hidden=8, dropout=0.0),
+                    lambda c_in: TorchVGGVariant(c_in, _vgg14_mixed_scales(4), 6)),
+    "resnet32-max-crelu": ("resnet32", dict(width=2, downsample="max", activation="crelu"),
+                           lambda c_in: TorchResNetVariant(c_in, 2, (5, 5, 5), 6, pool=True,
+                                                           act="crelu")),
+    "resnet32": ("resnet32", dict(width=2),
+                 lambda c_in: TorchResNetVariant(c_in, 2, (5, 5, 5), 6)),
+    "alexnet": ("alexnet", dict(width=6, hidden=8, dropout=0.0),
+                lambda c_in: TorchAlexNet(c_in, (6, 16, 24, 24, 16), 8, 6)),
+    "mlp": ("mlp", dict(hidden=(8, 5), image_size=32),
+            lambda c_in: nn.Sequential(nn.Flatten(), nn.Linear(c_in * 32 * 32, 8), nn.ReLU(),
+                                       nn.Linear(8, 5), nn.ReLU(), nn.Linear(5, 6))),
 }
 
 
