@@ -1,5 +1,6 @@
 """Building blocks shared by the model families: named chains, post-activation residuals,
-the pooled linear head, and option checks."""
+activations that know their channel multiplier, the two heads (pooled linear, flattened FC
+layers), the He re-initialisation, and option checks."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -123,6 +124,31 @@ def dropout_layer(p: float, rng=None) -> Layer | None:
     if p == 0:
         return None
     return L.Dropout(p, rng=None if rng is None else rng.spawn(1)[0])
+
+
+def image_hw(image_size, who: str) -> tuple:
+    """``image_size`` (an int side, or an (H, W) pair) as a pair of positive ints."""
+    pair = image_size if isinstance(image_size, (tuple, list)) else (image_size, image_size)
+    if len(pair) != 2:
+        raise ValueError(f"{who}: image_size must be an int or an (H, W) pair, got {image_size!r}")
+    return tuple(positive_int(s, "image_size", who) for s in pair)
+
+
+def fc_head(features: int, hidden: int, num_classes: int, act, dropout: float = 0.0,
+            bn: bool = False, rng=None) -> NamedSequential:
+    """[FC-hidden, [BN], act, [dropout]] x 2, FC: (N, features) -> (N, num_classes).
+
+    Children ``fc1``, [``bn1``], ``act1``, [``drop1``], ``fc2``, ..., ``fc3``; each FC takes
+    what the activation before it gives (``act.channels``: twice ``hidden`` after a CReLU).
+    """
+    head, h_in = [], features
+    for j in (1, 2):
+        head += [(f"fc{j}", L.Linear(h_in, hidden, rng=rng)),
+                 (f"bn{j}", L.BatchNorm1d(hidden) if bn else None),
+                 (f"act{j}", act()), (f"drop{j}", dropout_layer(dropout, rng))]
+        h_in = act.channels(hidden)
+    head.append(("fc3", L.Linear(h_in, num_classes, rng=rng)))
+    return NamedSequential(head)
 
 
 def add_head(model: Layer, channels: int, num_classes: int, dropout: float = 0.0,

@@ -25,9 +25,8 @@ from __future__ import annotations
 from .. import layers as L
 from .._shapes import conv_output_size
 from ._blocks import (INITS, NamedSequential, activation_factory, apply_init, check_choice,
-                      check_int, check_probability, make_rng)
+                      check_int, check_probability, fc_head, image_hw, make_rng)
 from .registry import register
-from .vgg import _hw, fc_head
 
 CHANNELS = (96, 256, 384, 384, 256)
 KERNELS = (11, 5, 3, 3, 3)
@@ -58,7 +57,7 @@ class AlexNet(NamedSequential):
         self._summary = (f"width={width}, hidden={hidden}, norm={norm!r}, "
                          f"stem_stride={stem_stride}")
         act = activation_factory(activation)
-        self.image_hw = hw = _hw(image_size, who)
+        self.image_hw = hw = image_hw(image_size, who)
 
         layers, c_in = [], in_channels
         for j, (base, k, pooled) in enumerate(zip(CHANNELS, KERNELS, POOLED), start=1):

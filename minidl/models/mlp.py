@@ -12,9 +12,8 @@ from __future__ import annotations
 from .. import layers as L
 from .._shapes import positive_int
 from ._blocks import (NamedSequential, activation_factory, check_int, check_probability,
-                      dropout_layer, make_rng)
+                      dropout_layer, image_hw, make_rng)
 from .registry import register
-from .vgg import _hw
 
 
 def _hidden_sizes(hidden, who: str) -> tuple:
@@ -44,7 +43,7 @@ class MLP(NamedSequential):
         check_int(who, 1, in_channels=in_channels, num_classes=num_classes)
         check_probability(who, dropout=dropout, input_dropout=input_dropout)
         sizes = _hidden_sizes(hidden, who)
-        h, w = _hw(image_size, who)
+        h, w = image_hw(image_size, who)
         super().__init__()
         rng = make_rng(seed, rng)
         self._summary = (f"hidden={sizes}, dropout={dropout}, input_dropout={input_dropout}, "

@@ -19,9 +19,8 @@ from __future__ import annotations
 from .. import layers as L
 from .._shapes import conv_output_size
 from ._blocks import (NamedSequential, ResidualBlock, activation_factory, add_head, check_choice,
-                      check_int, make_rng)
+                      check_int, fc_head, image_hw, make_rng)
 from .registry import register
-from .vgg import _hw, fc_head
 
 STAGE_BLOCKS = (2, 2, 2, 2)  # ResNet-18
 CIFAR_STAGE_BLOCKS = (5, 5, 5)  # ResNet-32 of the paper's CIFAR-10 section: 6n + 2 layers, n = 5
@@ -90,7 +89,7 @@ class ResNet(NamedSequential):
         self._summary = (f"width={width}, activation={activation!r}, bn={bn}, "
                          f"shortcut={shortcut}, downsample={downsample!r}, head={head!r}")
         act = activation_factory(activation)
-        self.image_hw = _hw(image_size, who) if head == "fc" else None
+        self.image_hw = image_hw(image_size, who) if head == "fc" else None
 
         self.stem = NamedSequential([
             ("conv", L.Conv2d(in_channels, width, 3, padding=1, bias=False,

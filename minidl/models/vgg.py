@@ -38,9 +38,9 @@ channels whatever the input size (at 32x32 an average rather than a max over the
 from __future__ import annotations
 
 from .. import layers as L
-from .._shapes import conv_output_size, positive_int
+from .._shapes import conv_output_size
 from ._blocks import (INITS, NamedSequential, activation_factory, add_head, apply_init,
-                      check_choice, check_int, check_probability, dropout_layer, make_rng)
+                      check_choice, check_int, check_probability, fc_head, image_hw, make_rng)
 from .registry import register
 
 M = "M"
@@ -66,14 +66,6 @@ HEADS = ("fc", "gap")
 _WINDOWS = {"max": (2, 2, 0), "max_overlap": (3, 2, 1), "stride": (3, 2, 1)}
 
 
-def _hw(image_size, who: str) -> tuple:
-    """``image_size`` (an int side, or an (H, W) pair) as a pair of positive ints."""
-    pair = image_size if isinstance(image_size, (tuple, list)) else (image_size, image_size)
-    if len(pair) != 2:
-        raise ValueError(f"{who}: image_size must be an int or an (H, W) pair, got {image_size!r}")
-    return tuple(positive_int(s, "image_size", who) for s in pair)
-
-
 def norm_layer(norm: str, channels: int):
     """The layer after a conv: BatchNorm2d, AlexNet's LRN in its place, or None (left out).
 
@@ -85,23 +77,6 @@ def norm_layer(norm: str, channels: int):
     if norm == "lrn":
         return L.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)
     return None
-
-
-def fc_head(features: int, hidden: int, num_classes: int, act, dropout: float = 0.0,
-            bn: bool = False, rng=None) -> NamedSequential:
-    """[FC-hidden, [BN], act, [dropout]] x 2, FC: (N, features) -> (N, num_classes).
-
-    Children ``fc1``, [``bn1``], ``act1``, [``drop1``], ``fc2``, ..., ``fc3``; each FC takes
-    what the activation before it gives (``act.channels``: twice ``hidden`` after a CReLU).
-    """
-    head, h_in = [], features
-    for j in (1, 2):
-        head += [(f"fc{j}", L.Linear(h_in, hidden, rng=rng)),
-                 (f"bn{j}", L.BatchNorm1d(hidden) if bn else None),
-                 (f"act{j}", act()), (f"drop{j}", dropout_layer(dropout, rng))]
-        h_in = act.channels(hidden)
-    head.append(("fc3", L.Linear(h_in, num_classes, rng=rng)))
-    return NamedSequential(head)
 
 
 class VGG(NamedSequential):
@@ -150,7 +125,7 @@ class VGG(NamedSequential):
                          f"downsample={downsample!r}, head={head!r}, "
                          + ("global_pool=True" if global_pool else f"image_size={image_size}"))
         act = activation_factory(activation)
-        self.image_hw = _hw(image_size, "VGG")
+        self.image_hw = image_hw(image_size, "VGG")
         scale_specs = _split_scales(config)
         # every scale closes with its down-sampling, except the last one under global_pool,
         # and (the paper form) one whose map already has a side of 1
