@@ -61,8 +61,9 @@ CONFIG_D = {"bn": False, "hidden": 4096, "dropout": 0.5, "image_size": 224}
 NORMS = ("none", "bn", "lrn")
 DOWNSAMPLES = ("max", "max_overlap", "stride")
 HEADS = ("fc", "gap")
-# (kernel, stride, padding) of each down-sampling: the strided conv's 3x3 / pad 1 output size
-# equals the padded 3x3 pool's, ceil(s / 2); the 2x2 pool's is floor(s / 2).
+# (kernel, stride, padding) of each down-sampling, for its output side: a stride-2 conv of odd
+# kernel k padded by k // 2 gives ceil(s / 2), as the 3x3 pool padded by 1 does (so "stride"
+# is entered as that window); the 2x2 pool gives floor(s / 2).
 _WINDOWS = {"max": (2, 2, 0), "max_overlap": (3, 2, 1), "stride": (3, 2, 1)}
 
 
