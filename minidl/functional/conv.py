@@ -30,6 +30,7 @@ Cost of forward or backward (each algorithm's docstring explains it), with ``L =
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -270,14 +271,22 @@ CPU_BLOCK_BYTES = {False: 2 << 20, True: 2 << 20}  # by whether BLAS runs thread
 GPU_BLOCK_BYTES = 256 << 20
 
 
-def blas_threaded() -> bool:
-    """Whether BLAS may split a GEMM across threads: it does unless the usual environment
-    variables (read by OpenBLAS, MKL and OpenMP) ask for one thread, or there is one CPU."""
+def blas_threads() -> int:
+    """How many threads BLAS may split a GEMM across: the first of the usual environment
+    variables (read by OpenBLAS, MKL and OpenMP) that is set, else the number of CPUs."""
     for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
         value = os.environ.get(var, "").strip()
         if value:
-            return value != "1"
-    return (os.cpu_count() or 1) > 1
+            try:
+                return max(1, int(value.split(",")[0]))  # OpenMP may list one per level
+            except ValueError:
+                break
+    return os.cpu_count() or 1
+
+
+def blas_threaded() -> bool:
+    """Whether BLAS may split a GEMM across threads (``blas_threads() > 1``)."""
+    return blas_threads() > 1
 
 
 class Sweep(NamedTuple):
@@ -585,6 +594,28 @@ def _winograd_blocks(N: int, channels: int, tiles, like):
     return _blocks(N, max(1, min(N, budget // max(per_image, 1))))
 
 
+# A block's GEMMs are too small for BLAS to split across threads (OpenBLAS keeps products
+# under 2^18 multiply-adds on one thread) and the compiled transforms are serial, so on a CPU
+# a layer's blocks are shared out to threads instead, as many as BLAS would use: each takes
+# a run of consecutive blocks, transforms and GEMMs alike (NumPy and numba release the GIL),
+# one hand-off per layer. Layers under SERIAL_BELOW values stay on the calling thread.
+SERIAL_BELOW = 1 << 16
+_pool = None  # (process id, ThreadPoolExecutor): a forked child needs its own threads
+
+
+def _block_runs(fn, blocks: list, src):
+    """``[fn(run) for run in runs]``: the blocks split into consecutive runs, one per worker
+    thread on a CPU (a single run on a GPU, for small arrays, or with one BLAS thread)."""
+    global _pool
+    workers = min(blas_threads(), len(blocks))
+    if backend.get_array_module(src) is not np or src.size < SERIAL_BELOW or workers < 2:
+        return [fn(blocks)]
+    if _pool is None or _pool[0] != os.getpid() or _pool[1]._max_workers < workers:
+        _pool = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="minidl-conv"))
+    bounds = [len(blocks) * k // workers for k in range(workers + 1)]
+    return list(_pool[1].map(fn, [blocks[a:b] for a, b in zip(bounds, bounds[1:])]))
+
+
 def _winograd_correlate(src, w, groups: int, padding, out_hw):
     """Correlate src: (N, C, Hs, Ws), zero-padded by ``padding`` (negative crops), with 3x3
     filters w: (F, C/groups, 3, 3) at stride 1 -> (N, F, *out_hw), block by block:
@@ -594,10 +625,14 @@ def _winograd_correlate(src, w, groups: int, padding, out_hw):
     tiles = _winograd.tiles_for(out_hw)
     U = _winograd.filter_transform(w, groups)
     out = xp.empty((N, F) + tuple(out_hw), dtype=src.dtype)
-    for n0, n1 in _winograd_blocks(N, C + F, tiles, src):
-        V = t.input_transform(src[n0:n1], padding, tiles)
-        M = xp.matmul(U, V.reshape(16, groups, C // groups, -1))  # 16 x groups GEMMs
-        t.output_transform(M.reshape(16, F, -1), tiles, out[n0:n1])
+
+    def run(blocks):
+        for n0, n1 in blocks:
+            V = t.input_transform(src[n0:n1], padding, tiles)
+            M = xp.matmul(U, V.reshape(16, groups, C // groups, -1))  # 16 x groups GEMMs
+            t.output_transform(M.reshape(16, F, -1), tiles, out[n0:n1])
+
+    _block_runs(run, list(_winograd_blocks(N, C + F, tiles, src)), src)
     return out
 
 
@@ -631,12 +666,17 @@ def _winograd_backward(dout, saved, geom: ConvGeometry):
     dx = _winograd_correlate(dout, xp.ascontiguousarray(w_flip).reshape(geom.C, Fg, 3, 3),
                              G, (2 - ph, 2 - pw), (geom.H, geom.W))
     tiles = _winograd.tiles_for((geom.Ho, geom.Wo))
-    dU = xp.zeros((16, G, Fg, Cg), dtype=dout.dtype)
-    for n0, n1 in _winograd_blocks(geom.N, geom.C + geom.F, tiles, dout):
-        V = t.input_transform(x[n0:n1], geom.padding, tiles).reshape(16, G, Cg, -1)
-        dM = t.output_transform_adjoint(dout[n0:n1], tiles).reshape(16, G, Fg, -1)
-        dU += xp.matmul(dM, V.swapaxes(-1, -2))
-    return dx, _winograd.filter_transform_adjoint(dU)
+
+    def run(blocks):  # this run's share of dU
+        dU = xp.zeros((16, G, Fg, Cg), dtype=dout.dtype)
+        for n0, n1 in blocks:
+            V = t.input_transform(x[n0:n1], geom.padding, tiles).reshape(16, G, Cg, -1)
+            dM = t.output_transform_adjoint(dout[n0:n1], tiles).reshape(16, G, Fg, -1)
+            dU += xp.matmul(dM, V.swapaxes(-1, -2))
+        return dU
+
+    blocks = list(_winograd_blocks(geom.N, geom.C + geom.F, tiles, dout))
+    return dx, _winograd.filter_transform_adjoint(sum(_block_runs(run, blocks, dout)))
 
 
 _FORWARD = {"loops": _loops_forward, "fft": _fft_forward,  # im2col also takes the bias

@@ -6,18 +6,19 @@ values are read once and combined in registers, where the reference's ``einsum``
 strided pass per matrix. On the vgg38 layer (100x32x32x32, one thread) the input and
 output transforms took about 9 and 7 ms against the 8 ms of the GEMMs between them.
 Zero padding (or, when negative, cropping) is handled by bounds checks per source row, so
-no padded copy of the input is made. Kernels run on numba's threads (``prange`` over
-images x channels) and release the GIL.
+no padded copy of the input is made. Each kernel is serial and releases the GIL:
+``functional.conv`` shares a layer's blocks of images out to threads, kernels and GEMMs
+together (one hand-off per layer, where numba's own threads would start a parallel region
+per block).
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
 
-from ._threads import threads_for
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _input_tiles(src, ph, pw, V):
     """V[:, c, n, i, j] = B^T d B for the 4x4 tile d at padded pixel (2i, 2j) of src[n, c].
     src: (m, C, H, W), V: (16, C, m, th, tw)."""
@@ -26,7 +27,7 @@ def _input_tiles(src, ph, pw, V):
     width = 2 * tw + 2
     lo, hi = max(pw, 0), min(width, W + pw)  # padded columns that hold a pixel
     zero = np.zeros(1, dtype=src.dtype)[0]  # a literal 0 would widen float32 to float64
-    for nc in numba.prange(m * C):
+    for nc in range(m * C):
         n, c = nc // C, nc % C
         t = np.zeros((4, width), dtype=src.dtype)  # B^T d for one row of tiles
         for i in range(th):
@@ -55,13 +56,13 @@ def _input_tiles(src, ph, pw, V):
                     V[4 * a + 3, c, n, i, j] = e1 - e3
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _output_tiles(M, out):
     """out[n, f, 2i:2i+2, 2j:2j+2] = A^T M A (clipped at the edge). M: (16, F, m, th, tw),
     out: (m, F, Ho, Wo)."""
     m, F, Ho, Wo = out.shape
     th, tw = M.shape[3], M.shape[4]
-    for nf in numba.prange(m * F):
+    for nf in range(m * F):
         n, f = nf // F, nf % F
         for i in range(th):
             for j in range(tw):
@@ -84,14 +85,14 @@ def _output_tiles(M, out):
                         out[n, f, y + 1, x + 1] = r11 - r12 - r13
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _output_tiles_adjoint(dout, dM):
     """dM[:, f, n, i, j] = A dY A^T for the 2x2 tile dY of dout[n, f] at (2i, 2j) (zero
     beyond the edge). dout: (m, F, Ho, Wo), dM: (16, F, m, th, tw)."""
     m, F, Ho, Wo = dout.shape
     th, tw = dM.shape[3], dM.shape[4]
     zero = np.zeros(1, dtype=dout.dtype)[0]  # a literal 0 would widen float32 to float64
-    for nf in numba.prange(m * F):
+    for nf in range(m * F):
         n, f = nf // F, nf % F
         for i in range(th):
             for j in range(tw):
@@ -121,8 +122,7 @@ def input_transform(src, padding: tuple[int, int], tiles: tuple[int, int]):
     src = np.ascontiguousarray(src)
     m, C = src.shape[:2]
     V = np.empty((16, C, m) + tuple(tiles), dtype=src.dtype)
-    with threads_for(V.size):
-        _input_tiles(src, padding[0], padding[1], V)
+    _input_tiles(src, padding[0], padding[1], V)
     return V.reshape(16, C, -1)
 
 
@@ -131,8 +131,7 @@ def output_transform(M, tiles: tuple[int, int], out):
     m, F = out.shape[:2]
     M = np.ascontiguousarray(M).reshape((16, F, m) + tuple(tiles))
     target = out if out.flags.c_contiguous else np.empty(out.shape, dtype=out.dtype)
-    with threads_for(M.size):
-        _output_tiles(M, target)
+    _output_tiles(M, target)
     if target is not out:
         out[...] = target
 
@@ -142,6 +141,5 @@ def output_transform_adjoint(dout, tiles: tuple[int, int]):
     dout = np.ascontiguousarray(dout)
     m, F = dout.shape[:2]
     dM = np.empty((16, F, m) + tuple(tiles), dtype=dout.dtype)
-    with threads_for(dM.size):
-        _output_tiles_adjoint(dout, dM)
+    _output_tiles_adjoint(dout, dM)
     return dM.reshape(16, F, -1)

@@ -154,3 +154,16 @@ def test_layers_as_wide_as_vgg38s_run_winograd_by_default(monkeypatch):
     _, cache = conv2d_forward(x[:, :3], np.zeros((32, 3, 3, 3)), None, padding=1,
                               method="winograd")
     assert cache.method == "im2col"  # vgg38's first layer: 3 input channels
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_blocks_shared_out_to_threads_give_the_same_result(threads, kernel_mode, monkeypatch):
+    x, w, b = _arrays(7, 4, 6, 5, 4, 2)
+    _, reference = _run(x, w, b, "loops", padding=1, groups=2)
+    monkeypatch.setattr(conv, "WINOGRAD_CPU_BLOCK_BYTES", 1)  # one image per block
+    monkeypatch.setattr(conv, "SERIAL_BELOW", 0)
+    monkeypatch.setattr(conv, "blas_threads", lambda: threads)
+    _, result = _run(x, w, b, "winograd", padding=1, groups=2)
+    for name, ref, got in zip(("out", "dx", "dw", "db"), reference, result):
+        diff = float(np.max(np.abs(got - ref)))
+        assert diff < AGREE_TOL, f"{threads} threads: {name} off by {diff:.2e}"
