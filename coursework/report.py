@@ -165,6 +165,10 @@ def collect(study: Study, out_root) -> list[dict]:
                 repeats.append((folder, rows, landscape, _folder_metrics(folder, rows)))
         if not repeats:
             continue
+        # A repeat still training would pull the means towards its early epochs: average the
+        # finished ones (with a test summary), or show the first one's progress until then.
+        finished = [r for r in repeats if (r[0] / "test_summary.json").is_file()]
+        repeats = finished or repeats[:1]
         folder, rows, landscape, _ = repeats[0]
         metrics, sd = _mean_sd([m for *_, m in repeats])
         config = _json(folder / "config.json")
