@@ -142,6 +142,7 @@ def test_quick_run_against_torch_both_kernel_paths(tmp_path):
     assert [(r["case"], r["impl"], r["kernels"]) for r in rows] == [
         ("vgg38-32", "im2col", "numpy"), ("vgg38-32", "im2col", "auto"),
         ("vgg38-32", "fft", "numpy"), ("vgg38-32", "fft", "auto"),
+        ("vgg38-32", "winograd", "numpy"), ("vgg38-32", "winograd", "auto"),
         ("batchnorm2d", "layer", "numpy"), ("batchnorm2d", "layer", "auto"),
         ("leaky-relu", "layer", "numpy"), ("leaky-relu", "layer", "auto")]
     for r in rows:

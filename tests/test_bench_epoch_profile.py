@@ -78,7 +78,19 @@ def test_epoch_contenders_train_the_same_network(data_dir, tmp_path):
         assert r["x_torch"] == pytest.approx(r["epoch_seconds"] / rows["torch"]["epoch_seconds"])
 
 
+def test_epoch_times_each_conv_method_as_its_own_contender(data_dir):
+    results = epoch.run(["numpy"], 1, False, False, 8, 1e-3, data_dir, log=lambda m: None,
+                        conv_methods=("im2col", "winograd"))
+    rows = {r["contender"]: r for r in results["rows"]}
+    assert set(rows) == {"minidl numpy im2col", "minidl numpy winograd"}
+    assert results["model"] == "vgg38 --bn --residual --conv-method im2col | winograd"
+    # the same initial weights and batch: the first loss agrees across algorithms
+    assert rows["minidl numpy winograd"]["train"]["loss"] == pytest.approx(
+        rows["minidl numpy im2col"]["train"]["loss"], rel=1e-4)
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--conv-method", "loops"], "invalid choice: 'loops'"),
     (["--steps", "0"], "--steps must be at least 1"),
     (["--batch", "1"], "--batch must be at least 2"),
     (["--kernels", "fortran"], "invalid choice: 'fortran'"),

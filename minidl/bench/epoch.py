@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import data, losses, models, optim
+from ..functional.conv import METHODS
 from ..metrics import count_correct
 from . import report, timing
 
@@ -33,11 +34,11 @@ MODEL = ("vgg38", {"bn": True, "residual": True})
 KERNEL_CHOICES = ("numpy", "auto", "numba")
 
 
-def build(splits, seed: int = 0):
+def build(splits, conv_method: str = "im2col", seed: int = 0):
     """The vgg38 --bn --residual network for ``splits``' images (seeded: equal copies)."""
     name, options = MODEL
     return models.build(name, in_channels=splits.in_channels, num_classes=splits.num_classes,
-                        seed=seed, **options)
+                        seed=seed, conv_method=conv_method, **options)
 
 
 class _Minidl:
@@ -137,7 +138,7 @@ def _whole(seconds: list, batches: int) -> float:
 
 
 def run(modes, steps: int | None, with_torch: bool, validate: bool, batch_size: int,
-        lr: float, data_dir=None, log=print) -> dict:
+        lr: float, data_dir=None, log=print, conv_methods=("im2col",)) -> dict:
     """Train the contenders through one epoch (or ``steps`` steps) and validate them (all
     of the validation split, or the same fraction of it); return the results dict."""
     splits = data.load_dataset("fashion_mnist", data_dir=data_dir, seed=0)
@@ -148,7 +149,11 @@ def run(modes, steps: int | None, with_torch: bool, validate: bool, batch_size: 
     full = {"train": len(train), "val": len(val) if validate else 0}
     steps = full["train"] if steps is None else min(steps, full["train"])
     timed = {"train": steps, "val": math.ceil(full["val"] * steps / full["train"])}
-    contenders = {f"minidl {mode}": _Minidl(build(splits), mode, lr) for mode in modes}
+    contenders = {}
+    for method in conv_methods:
+        for mode in modes:
+            name = f"minidl {mode}" + (f" {method}" if len(conv_methods) > 1 else "")
+            contenders[name] = _Minidl(build(splits, method), mode, lr)
     if with_torch:
         contenders["torch"] = _Torch(build(splits), lr)
     phases = {"train": _interleaved(contenders, train, timed["train"], "step", "train", log)}
@@ -171,7 +176,9 @@ def run(modes, steps: int | None, with_torch: bool, validate: bool, batch_size: 
     torch_row = next((r for r in rows if r["contender"] == "torch"), None)
     for r in rows:
         r["x_torch"] = r["epoch_seconds"] / torch_row["epoch_seconds"] if torch_row else None
-    return {"schema": "minidl.bench.epoch/1", "model": "vgg38 --bn --residual",
+    model = "vgg38 --bn --residual" + ("" if list(conv_methods) == ["im2col"] else
+                                       f" --conv-method {' | '.join(conv_methods)}")
+    return {"schema": "minidl.bench.epoch/1", "model": model,
             "batch_size": batch_size, "lr": lr, "train_images": len(x_train),
             "val_images": len(splits.val[0]) if validate else 0, "full_batches": full,
             "timed_batches": timed, "extrapolated": timed["train"] != full["train"],
@@ -212,6 +219,9 @@ def parser() -> argparse.ArgumentParser:
                         "(default: the whole epoch, 570 steps)")
     p.add_argument("--kernels", nargs="+", default=["numpy", "auto"], choices=KERNEL_CHOICES,
                    help="minidl kernel paths (MINIDL_KERNELS), default: numpy auto")
+    p.add_argument("--conv-method", nargs="+", default=["im2col"], choices=METHODS[1:],
+                   help="minidl's convolution algorithm(s), each a contender per kernel path "
+                        "(default im2col, the model's default)")
     p.add_argument("--no-torch", action="store_true", help="time minidl only")
     p.add_argument("--no-val", action="store_true", help="skip the validation pass")
     p.add_argument("--batch", type=int, default=100, help="batch size (default 100)")
@@ -244,7 +254,7 @@ def main(argv=None) -> int:
     from .cli import _load_average, machine
     load_start = _load_average()
     results = run(args.kernels, args.steps, with_torch, not args.no_val, args.batch, args.lr,
-                  args.data_dir, log)
+                  args.data_dir, log, args.conv_method)
     results.update(command="python -m minidl.bench epoch " + " ".join(argv),
                    created=datetime.datetime.now(datetime.timezone.utc).isoformat(
                        timespec="seconds"),
