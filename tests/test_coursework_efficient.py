@@ -148,8 +148,9 @@ def test_output_layer_is_the_last_classifier_with_a_bias():
 
 
 # ---------------------------------------------------------------------- the report
-def _fake_run(folder, seconds, accs, cpu=None, model="lenet5", extra=None):
-    """A run folder as minidl.train leaves it: config.json, metrics.csv, test_summary.json."""
+def _fake_run(folder, seconds, accs, cpu=None, model="lenet5", extra=None, finished=True):
+    """A run folder as minidl.train leaves it: config.json, metrics.csv, test_summary.json
+    (not yet when not ``finished``)."""
     folder.mkdir(parents=True)
     cfg = parse_config([model, "--out", str(folder), *(extra or [])])
     cfg.save_json(folder / "config.json")
@@ -160,8 +161,9 @@ def _fake_run(folder, seconds, accs, cpu=None, model="lenet5", extra=None):
         row = [epoch, 1e-3, 1.0, 0.5, 1.0, a, s] + ([cpu[epoch - 1]] if cpu is not None else [])
         lines.append(",".join(map(str, row)))
     (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
-    (folder / "test_summary.json").write_text(json.dumps(
-        {"test_acc": accs[-1], "test_loss": 1.0, "test_examples": 1000}))
+    if finished:
+        (folder / "test_summary.json").write_text(json.dumps(
+            {"test_acc": accs[-1], "test_loss": 1.0, "test_examples": 1000}))
 
 
 def test_report_gives_mean_sd_cost_cpu_time_and_time_reduction(tmp_path):
@@ -174,6 +176,7 @@ def test_report_gives_mean_sd_cost_cpu_time_and_time_reduction(tmp_path):
     root = tmp_path / "runs" / "s"
     _fake_run(root / "base", [10, 10], [0.5, 0.80], cpu=[20, 20])
     _fake_run(root / "base-seed1", [10, 10], [0.5, 0.90], cpu=[30, 30])
+    _fake_run(root / "base-seed2", [10], [0.1], cpu=[5], finished=False)  # still training
     _fake_run(root / "cheap", [5, 5], [0.5, 0.70], extra=["--pool", "avg"])  # no CPU time
     found = report.write_report(study, tmp_path / "runs", tmp_path / "results")
     base, cheap = found
