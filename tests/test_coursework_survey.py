@@ -21,7 +21,7 @@ CIFAR_TRAIN = 50_000
 # What a run of each study may change; everything else must equal the study's first run.
 VARIED = {"kernel-sizes": {"model", "model_kwargs"},
           "activations": {"activation", "model_kwargs"},
-          "momentum-vs-adam": {"optimizer"}}
+          "momentum-vs-adam": {"optimizer"}}  # within one network
 
 
 def _config(study, run, quick=False):
@@ -54,7 +54,8 @@ def test_the_survey_studies_are_registered():
     assert [r.name for r in studies.get("activations").runs] == [
         f"{a}{n}" for n in ("", "-bn", "-lrn")
         for a in ("relu", "leaky-relu", "elu", "swish", "swish-trainable", "crelu")]
-    assert [r.name for r in studies.get("momentum-vs-adam").runs] == ["momentum", "adam"]
+    assert [r.name for r in studies.get("momentum-vs-adam").runs] == \
+        ["alexnet-momentum", "alexnet-adam", "vgg19-momentum", "vgg19-adam"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -62,9 +63,12 @@ def test_full_setting_is_the_surveys(name):
     study = studies.get(name)
     for run in study.runs:
         cfg = _config(study, run)
-        assert (cfg.dataset, cfg.subset, cfg.width, cfg.dropout, cfg.schedule) == \
-            ("cifar10", None, 64, 0.2, "constant")
+        assert (cfg.dataset, cfg.subset, cfg.schedule) == ("cifar10", None, "constant")
         assert cfg.model_kwargs["init"] == "he"
+        if cfg.model == "alexnet":  # the paper's network: its own width, FC and dropout
+            assert (cfg.width, cfg.dropout) == (96, None) and "hidden" not in cfg.model_kwargs
+        else:  # VGG-19, "keeping dropout probability 0.2"
+            assert (cfg.width, cfg.dropout) == (64, 0.2)
         if name == "momentum-vs-adam":  # "alexnet, 300000 step, learning rate 0.005"
             assert cfg.lr == 0.005 and _steps(cfg) == 300_000
         else:  # "20000 step, learning rate 0.0002, optimizer ADAM"
@@ -76,10 +80,16 @@ def test_full_setting_is_the_surveys(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_runs_differ_only_in_what_the_study_varies(name):
     study = studies.get(name)
-    first, *others = [_config(study, r).to_dict() for r in study.runs]
-    for other in others:
-        changed = {k for k in first if first[k] != other[k]}
-        assert changed and changed <= VARIED[name]
+    groups = {}  # momentum-vs-adam: one comparison per network
+    for run in study.runs:
+        cfg = _config(study, run)
+        groups.setdefault(cfg.model if name == "momentum-vs-adam" else "", []).append(cfg)
+    for first, *others in groups.values():
+        for other in others:
+            changed = {k for k, v in first.to_dict().items() if other.to_dict()[k] != v}
+            assert changed and changed <= VARIED[name]
+    if name == "momentum-vs-adam":
+        assert [[c.optimizer for c in g] for g in groups.values()] == [["momentum", "adam"]] * 2
     if name == "activations":  # the activation and the norm, and nothing else of the model
         for cfg in (_config(study, r) for r in study.runs):
             assert set(cfg.model_kwargs) == {"init", "kernel_size", "norm"}
@@ -93,6 +103,13 @@ def test_kernel_sizes_build_the_three_networks():
     assert {c.weight.data.shape[2:] for c in convs["vgg19-3x3"]} == {(3, 3)}
     assert {c.weight.data.shape[2:] for c in convs["vgg19-5x5"]} == {(5, 5)}
     assert {c.weight.data.shape[2:] for c in convs["vgg14-mixed"]} == {(3, 3), (5, 5)}
+
+
+def test_optimiser_runs_train_alexnet_as_the_survey_does():
+    study = studies.get("momentum-vs-adam")
+    model = _model(study, study.run("alexnet-adam"))
+    assert [c.weight.data.shape[2] for c in _layers(model, L.Conv2d)] == [11, 5, 3, 3, 3]
+    assert len(_layers(model, L.LocalResponseNorm)) == 2 and len(_layers(model, L.Linear)) == 3
 
 
 def test_activation_runs_build_their_activation_and_norm():
@@ -121,7 +138,9 @@ def test_report_holds_the_surveys_findings():
     assert "CReLU" in acts.run("crelu-bn").report["test_acc"]
     assert "more than" in studies.get("kernel-sizes").run("vgg14-mixed").report[
         "train_cpu_seconds"]
-    assert "less oscillation" in studies.get("momentum-vs-adam").run("adam").report["val_acc"]
+    optimisers = studies.get("momentum-vs-adam")
+    assert "less oscillation" in optimisers.run("alexnet-adam").report["val_acc"]
+    assert optimisers.run("vgg19-adam").report == {}  # the survey trained AlexNet only
 
 
 # ---------------------------------------------------------------------- --quick, end to end
