@@ -141,3 +141,14 @@ def test_profile_leaves_the_model_unwrapped():
 ])
 def test_torch_events_fall_in_the_minidl_categories(name, expected):
     assert profile._torch_category(name) == expected
+
+
+@pytest.mark.slow
+def test_torch_profile_is_scaled_to_a_plain_step():
+    pytest.importorskip("torch")
+    case = cases.CASES["step"].with_batch(2)
+    medians = profile.run(case, [], repeats=1, with_torch=True, log=lambda m: None)
+    parts = medians["torch"]
+    assert parts[("Conv2d", "fwd")] > 0 and parts[("Conv2d", "bwd")] > 0
+    inside = sum(v for k, v in parts.items() if k[0] != "total")
+    assert inside == pytest.approx(parts[("total", "step")])
