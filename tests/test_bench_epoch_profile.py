@@ -66,7 +66,8 @@ def test_epoch_numpy_path_extrapolated(data_dir, tmp_path, capsys):
 @pytest.mark.slow
 def test_epoch_contenders_train_the_same_network(data_dir, tmp_path):
     pytest.importorskip("torch")
-    results = epoch.run(["numpy", "auto"], 1, True, False, 8, 1e-3, data_dir, log=lambda m: None)
+    results = epoch.run(epoch.cross(["numpy", "auto"]), 1, True, False, 8, 1e-3, data_dir,
+                        log=lambda m: None)
     rows = {r["contender"]: r for r in results["rows"]}
     assert set(rows) == {"minidl numpy", "minidl auto", "torch"}
     assert rows["torch"]["x_torch"] == pytest.approx(1.0)
@@ -79,8 +80,8 @@ def test_epoch_contenders_train_the_same_network(data_dir, tmp_path):
 
 
 def test_epoch_times_each_conv_method_as_its_own_contender(data_dir):
-    results = epoch.run(["numpy"], 1, False, False, 8, 1e-3, data_dir, log=lambda m: None,
-                        conv_methods=("im2col", "winograd"))
+    results = epoch.run(epoch.cross(["numpy"], ("im2col", "winograd")), 1, False, False, 8,
+                        1e-3, data_dir, log=lambda m: None)
     rows = {r["contender"]: r for r in results["rows"]}
     assert set(rows) == {"minidl numpy im2col", "minidl numpy winograd"}
     assert results["model"] == "vgg38 --bn --residual --conv-method im2col | winograd"
@@ -89,8 +90,16 @@ def test_epoch_times_each_conv_method_as_its_own_contender(data_dir):
         rows["minidl numpy im2col"]["train"]["loss"], rel=1e-4)
 
 
+def test_contenders_are_pairs_or_the_cross_product():
+    assert epoch.cross(["numpy", "auto"], ("im2col", "winograd")) == [
+        ("numpy", "im2col"), ("auto", "im2col"), ("numpy", "winograd"), ("auto", "winograd")]
+    assert epoch.parse_contender("auto/winograd") == ("auto", "winograd")
+
+
 @pytest.mark.parametrize("args, message", [
     (["--conv-method", "loops"], "invalid choice: 'loops'"),
+    (["--contenders", "auto/loops"], "contender 'auto/loops': expected KERNELS/METHOD"),
+    (["--contenders", "gpu/im2col"], "contender 'gpu/im2col': expected KERNELS/METHOD"),
     (["--steps", "0"], "--steps must be at least 1"),
     (["--batch", "1"], "--batch must be at least 2"),
     (["--kernels", "fortran"], "invalid choice: 'fortran'"),

@@ -137,10 +137,27 @@ def _whole(seconds: list, batches: int) -> float:
     return seconds[0] + statistics.mean(seconds[1:]) * (batches - 1)
 
 
-def run(modes, steps: int | None, with_torch: bool, validate: bool, batch_size: int,
-        lr: float, data_dir=None, log=print, conv_methods=("im2col",)) -> dict:
+def cross(modes, conv_methods=("im2col",)) -> list:
+    """Every (kernel path, conv method) pair: the minidl contenders of ``run``."""
+    return [(mode, method) for method in conv_methods for mode in modes]
+
+
+def parse_contender(text: str) -> tuple:
+    """``"auto/winograd"`` -> ("auto", "winograd"); ValueError naming the valid choices."""
+    mode, _, method = text.partition("/")
+    if mode not in KERNEL_CHOICES or method not in METHODS[1:]:
+        raise ValueError(f"contender {text!r}: expected KERNELS/METHOD with KERNELS one of "
+                         f"{', '.join(KERNEL_CHOICES)} and METHOD one of "
+                         f"{', '.join(METHODS[1:])}, e.g. auto/winograd")
+    return mode, method
+
+
+def run(pairs, steps: int | None, with_torch: bool, validate: bool, batch_size: int,
+        lr: float, data_dir=None, log=print) -> dict:
     """Train the contenders through one epoch (or ``steps`` steps) and validate them (all
-    of the validation split, or the same fraction of it); return the results dict."""
+    of the validation split, or the same fraction of it); return the results dict.
+    ``pairs``: the minidl contenders as (kernel path, conv method), e.g. ``cross(["numpy",
+    "auto"])``; PyTorch is one more when ``with_torch``."""
     splits = data.load_dataset("fashion_mnist", data_dir=data_dir, seed=0)
     x_train, y_train = splits.train
     train = data.BatchIterator(x_train, y_train, batch_size, shuffle=True,
@@ -149,11 +166,11 @@ def run(modes, steps: int | None, with_torch: bool, validate: bool, batch_size: 
     full = {"train": len(train), "val": len(val) if validate else 0}
     steps = full["train"] if steps is None else min(steps, full["train"])
     timed = {"train": steps, "val": math.ceil(full["val"] * steps / full["train"])}
+    methods = list(dict.fromkeys(method for _, method in pairs))
     contenders = {}
-    for method in conv_methods:
-        for mode in modes:
-            name = f"minidl {mode}" + (f" {method}" if len(conv_methods) > 1 else "")
-            contenders[name] = _Minidl(build(splits, method), mode, lr)
+    for mode, method in pairs:
+        name = f"minidl {mode}" + (f" {method}" if methods != ["im2col"] else "")
+        contenders[name] = _Minidl(build(splits, method), mode, lr)
     if with_torch:
         contenders["torch"] = _Torch(build(splits), lr)
     phases = {"train": _interleaved(contenders, train, timed["train"], "step", "train", log)}
@@ -176,8 +193,8 @@ def run(modes, steps: int | None, with_torch: bool, validate: bool, batch_size: 
     torch_row = next((r for r in rows if r["contender"] == "torch"), None)
     for r in rows:
         r["x_torch"] = r["epoch_seconds"] / torch_row["epoch_seconds"] if torch_row else None
-    model = "vgg38 --bn --residual" + ("" if list(conv_methods) == ["im2col"] else
-                                       f" --conv-method {' | '.join(conv_methods)}")
+    model = "vgg38 --bn --residual" + ("" if methods == ["im2col"] else
+                                       f" --conv-method {' | '.join(methods)}")
     return {"schema": "minidl.bench.epoch/1", "model": model,
             "batch_size": batch_size, "lr": lr, "train_images": len(x_train),
             "val_images": len(splits.val[0]) if validate else 0, "full_batches": full,
@@ -222,6 +239,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--conv-method", nargs="+", default=["im2col"], choices=METHODS[1:],
                    help="minidl's convolution algorithm(s), each a contender per kernel path "
                         "(default im2col, the model's default)")
+    p.add_argument("--contenders", nargs="+", metavar="KERNELS/METHOD",
+                   help="the minidl contenders as pairs instead of every --kernels x "
+                        "--conv-method, e.g. numpy/im2col auto/im2col auto/winograd")
     p.add_argument("--no-torch", action="store_true", help="time minidl only")
     p.add_argument("--no-val", action="store_true", help="skip the validation pass")
     p.add_argument("--batch", type=int, default=100, help="batch size (default 100)")
@@ -240,6 +260,11 @@ def main(argv=None) -> int:
         p.error(f"--steps must be at least 1, got {args.steps}")
     if args.batch < 2:
         p.error(f"--batch must be at least 2 (BatchNorm needs two examples), got {args.batch}")
+    try:
+        pairs = ([parse_contender(c) for c in args.contenders] if args.contenders
+                 else cross(args.kernels, args.conv_method))
+    except ValueError as err:
+        p.error(str(err))
     with_torch = not args.no_torch
     if with_torch:
         try:
@@ -253,12 +278,12 @@ def main(argv=None) -> int:
 
     from .cli import _load_average, machine
     load_start = _load_average()
-    results = run(args.kernels, args.steps, with_torch, not args.no_val, args.batch, args.lr,
-                  args.data_dir, log, args.conv_method)
+    results = run(pairs, args.steps, with_torch, not args.no_val, args.batch, args.lr,
+                  args.data_dir, log)
     results.update(command="python -m minidl.bench epoch " + " ".join(argv),
                    created=datetime.datetime.now(datetime.timezone.utc).isoformat(
                        timespec="seconds"),
-                   kernels=list(args.kernels), quick=False,
+                   kernels=list(dict.fromkeys(mode for mode, _ in pairs)), quick=False,
                    load_average={"start": load_start, "end": _load_average()},
                    machine=machine(_torch_module() if with_torch else None))
     table = markdown(results)
