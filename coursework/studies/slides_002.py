@@ -92,7 +92,7 @@ DEPTHWISE = Study(
      _mobilenet("separable-0.5", "0.5", True, "MobileNet 0.5", 0.637, 149, 1.3),
      _mobilenet("separable-0.25", "0.25", True, "MobileNet 0.25", 0.506, 41, 0.5)),
     DEPTHWISE_SETTINGS, DEPTHWISE_QUICK,
-    columns=("test_acc", "mult_adds", "params", "cpu_seconds_per_epoch"),
+    columns=("test_acc", "train_acc", "mult_adds", "params", "cpu_seconds_per_epoch"),
     notes="Depthwise-separable convolutions cost 1 % of ImageNet accuracy (70.6 % against "
           "71.7 %) for 8.6x fewer mult-adds (569 M against 4,866 M) and 7x fewer parameters "
           "(4.2 M against 29.3 M). The width multiplier trades accuracy smoothly for cost "
