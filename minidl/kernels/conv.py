@@ -1,10 +1,10 @@
 """Compiled Winograd F(2x2, 3x3) tile transforms (numba) for ``minidl.functional.conv``.
 
 The same three transforms as ``minidl.functional._winograd`` (the reference these are
-tested against, with the matrices B^T, A^T written out), each as one pass: a tile's 16
-values are read once and combined in registers, where the reference's ``einsum`` makes a
-strided pass per matrix. On the vgg38 layer (100x32x32x32, one thread) the input and
-output transforms took about 9 and 7 ms against the 8 ms of the GEMMs between them.
+tested against, with the matrices B^T, A^T written out), each as one pass over the source
+rows, where the reference makes a strided NumPy pass per matrix entry. On the vgg38 layer
+(100x32x32x32, one thread, idle-ish) the input and output transforms took about 9 and 4 ms
+against the 8 ms of the GEMMs between them.
 Zero padding (or, when negative, cropping) is handled by bounds checks per source row, so
 no padded copy of the input is made. Each kernel is serial and releases the GIL:
 ``functional.conv`` shares a layer's blocks of images out to threads, kernels and GEMMs
