@@ -95,7 +95,7 @@ def parse_model_kwarg(text: str) -> tuple[str, object]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-class _KeyValues(argparse.Action):
+class KeyValues(argparse.Action):
     """``--model-kwargs a=1 b=2`` (repeatable): merges the pairs into one dict; a key given
     twice is an error rather than a silent overwrite."""
 
@@ -387,7 +387,7 @@ def build_parser(model_choices=None,
                                     help=f"the older spelling of {names[0]} {','.join(adds)}")
             continue
         if kind is dict:
-            parser.add_argument(*names, dest=f.name, action=_KeyValues, nargs="+", default={},
+            parser.add_argument(*names, dest=f.name, action=KeyValues, nargs="+", default={},
                                 type=parse_model_kwarg, metavar=meta["metavar"], **kwargs)
             continue
         if "choices" in meta:

@@ -27,7 +27,7 @@ from typing import Callable
 
 from . import layers as L
 from ._shapes import conv_output_size
-from .config import _KeyValues as KeyValues  # --model-kwargs exactly as the train CLI takes it
+from .config import KeyValues  # --model-kwargs exactly as the train CLI takes it
 from .config import parse_model_kwarg
 
 Shape = tuple  # an example's shape without the batch axis: (C, H, W) or (features,)
