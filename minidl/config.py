@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .backend import DEVICES
 from .data.augment import AUGMENTATIONS, augmentation_names
-from .functional.conv import METHODS as CONV_METHODS
+from .functional.conv import CHOICES as CONV_METHODS
 from .optim import OPTIMIZERS, SCHEDULES
 
 # Options renamed since older config.json files (old name -> new), with the old defaults.

@@ -41,6 +41,10 @@ from . import _winograd
 from ._windows import Tap, clipped_taps, crop_hw, pad_hw
 
 METHODS = ("loops", "im2col", "fft", "winograd")
+# "auto" (the default of Conv2d and the models) picks the fastest algorithm this install has:
+# Winograd where its compiled transforms run (numba, CPU arrays; its NumPy transforms lose to
+# im2col), im2col everywhere else, GPU included. All give the same numbers.
+CHOICES = METHODS + ("auto",)
 
 
 class ConvGeometry(NamedTuple):
@@ -105,19 +109,22 @@ def conv2d_forward(x, w, b, stride=1, padding=0, dilation=1, groups=1, method="i
     x: (N, C, H, W), w: (F, C/groups, kh, kw), b: (F,) or None -> out: (N, F, Ho, Wo).
     stride, padding, dilation: int or (h, w) pair. method: "loops" | "im2col" | "fft" |
     "winograd" (3x3 kernels at stride 1 and dilation 1 with enough channels, see
-    ``winograd_applies``; im2col for any other).
+    ``winograd_applies``; im2col for any other) | "auto" (winograd where numba's kernels run,
+    else im2col). ``cache.method`` names the algorithm that ran.
     x must be a floating-point array; the output has its dtype (``w`` and ``b`` are cast).
     keep_patches: im2col only; keep the patch matrix (kh*kw times the input's memory) in the
     cache so that the backward pass need not rebuild it. On a CPU the rebuild, block by block
     in cache, costs about as much as reading the kept matrix back, so it is off by default.
     """
-    if method not in METHODS:
-        raise ValueError(f"conv2d_forward: unknown method {method!r}; expected one of {METHODS}")
+    if method not in CHOICES:
+        raise ValueError(f"conv2d_forward: unknown method {method!r}; expected one of {CHOICES}")
     geom = conv_geometry(x.shape if hasattr(x, "shape") else None,
                          w.shape if hasattr(w, "shape") else None,
                          None if b is None else tuple(b.shape),
                          stride, padding, dilation, groups)
     float_input(x, "conv2d_forward", "x")
+    if method == "auto":
+        method = "winograd" if kernels.active(x) else "im2col"
     if method == "winograd" and not winograd_applies(geom):
         method = "im2col"
     w = w.astype(x.dtype, copy=False)

@@ -1,9 +1,9 @@
-"""Conv2d: a 2-D convolution layer whose algorithm (loops, im2col, fft) can be switched."""
+"""Conv2d: a 2-D convolution layer whose algorithm (loops, im2col, fft, winograd) can be switched."""
 from __future__ import annotations
 
 from .. import init
 from .._shapes import float_input, pair, positive_int
-from ..functional.conv import METHODS, conv2d_backward, conv2d_forward
+from ..functional.conv import CHOICES, conv2d_backward, conv2d_forward
 from .base import Layer, Parameter
 
 
@@ -12,8 +12,11 @@ class Conv2d(Layer):
 
     x: (N, in_channels, H, W) -> y: (N, out_channels, Ho, Wo); weight:
     (out_channels, in_channels/groups, kh, kw), bias: (out_channels,). ``method`` ("loops",
-    "im2col" or "fft", see ``minidl.functional.conv``) may be reassigned at any time; all
-    three give the same result. ``rng`` (a numpy Generator) seeds the initialisation.
+    "im2col", "fft", "winograd" or "auto", see ``minidl.functional.conv``) may be reassigned
+    at any time; all give the same result. "winograd" runs on 3x3 kernels at stride 1 without
+    dilation and with at least 16 channels a group (im2col elsewhere); "auto" is winograd
+    where numba's compiled kernels run and im2col otherwise. ``rng`` (a numpy Generator)
+    seeds the initialisation.
 
     ``keep_patches`` (im2col only, default False): keep the whole patch matrix, kh*kw times
     the input's size (for the vgg38 layer at batch 100, 113 MiB), in the cache from forward to
@@ -45,13 +48,14 @@ class Conv2d(Layer):
 
     @property
     def method(self) -> str:
-        """The algorithm used by the next forward pass: "loops", "im2col" or "fft"."""
+        """The algorithm asked for by the next forward pass: "loops", "im2col", "fft",
+        "winograd" or "auto" (the one that ran is ``self._cache.method``)."""
         return self._method
 
     @method.setter
     def method(self, value: str) -> None:
-        if value not in METHODS:
-            raise ValueError(f"Conv2d: unknown method {value!r}; expected one of {METHODS}")
+        if value not in CHOICES:
+            raise ValueError(f"Conv2d: unknown method {value!r}; expected one of {CHOICES}")
         self._method = value
 
     def forward(self, x):

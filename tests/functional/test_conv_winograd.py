@@ -167,3 +167,37 @@ def test_blocks_shared_out_to_threads_give_the_same_result(threads, kernel_mode,
     for name, ref, got in zip(("out", "dx", "dw", "db"), reference, result):
         diff = float(np.max(np.abs(got - ref)))
         assert diff < AGREE_TOL, f"{threads} threads: {name} off by {diff:.2e}"
+
+
+@pytest.mark.parametrize("mode, expected", [("numpy", "im2col"), ("numba", "winograd")])
+def test_auto_runs_winograd_only_where_the_compiled_transforms_do(mode, expected, monkeypatch):
+    """'auto' (the layers' default) takes Winograd only with numba's kernels: its NumPy
+    transforms are slower than im2col. Either way the numbers equal loops'."""
+    if mode == "numba" and not kernels.numba_available():
+        pytest.skip('numba not installed (pip install -e ".[fast]")')
+    monkeypatch.setenv(kernels.ENV_VAR, mode)
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 3))
+    b = rng.standard_normal(4)
+    dout = rng.standard_normal((2, 4, 6, 5))
+    out, cache = conv2d_forward(x, w, b, 1, 1, method="auto")
+    assert cache.method == expected
+    ref, ref_cache = conv2d_forward(x, w, b, 1, 1, method="loops")
+    assert rel_error(out, ref) < AGREE_TOL
+    for got, want in zip(conv2d_backward(dout, cache), conv2d_backward(dout, ref_cache)):
+        assert rel_error(got, want) < AGREE_TOL
+    _, strided = conv2d_forward(x, w, b, 2, 1, method="auto")  # stride 2: im2col on both paths
+    assert strided.method == "im2col"
+
+
+def test_auto_on_a_gpu_array_is_im2col(monkeypatch):
+    """'auto' follows ``kernels.active``, which is False for CuPy arrays (tests/kernels): forced
+    False here, a winograd-sized layer runs im2col."""
+    monkeypatch.setattr(kernels, "active", lambda *arrays: False)
+    x, w = np.ones((1, 16, 4, 4)), np.ones((16, 16, 3, 3))
+    assert conv2d_forward(x, w, None, 1, 1, method="auto")[1].method == "im2col"
+
+
+def test_an_unknown_method_names_the_choices():
+    with pytest.raises(ValueError, match=r"unknown method 'fast'.*'winograd', 'auto'"):
+        conv2d_forward(np.ones((1, 1, 3, 3)), np.ones((1, 1, 3, 3)), None, method="fast")
