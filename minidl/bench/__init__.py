@@ -15,5 +15,8 @@ Files: ``cases.py`` (the named shapes and their FLOP counts), ``timing.py`` (int
 timing and peak memory), ``torch_twins.py`` (the PyTorch side), ``step.py`` (the training
 step, and the fresh process that measures its peak memory), ``measure.py`` (one case, all
 contenders), ``report.py`` (rows, table, JSON, plot), ``cli.py`` (the command line),
-``compare.py`` (the ratios of several runs side by side: before and after a change).
+``compare.py`` (the ratios of several runs side by side: before and after a change),
+``epoch.py`` (``python -m minidl.bench epoch``: a whole Fashion-MNIST epoch per contender,
+batch by batch in turn) and ``profile.py`` (``python -m minidl.bench profile``: a step's
+time per kind of op, minidl and PyTorch).
 """

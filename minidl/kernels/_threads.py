@@ -34,7 +34,8 @@ def default_threads() -> int:
     keeps its own thread pool: two pools on the same cores wait for each other. Measured on an
     idle 2-core machine (python -m minidl.bench --only step, OpenBLAS on 2 threads): a vgg38
     --bn --residual step took 1719 ms with one-thread kernels, 2513 ms with two, and 1917 ms
-    on the NumPy path. An explicit ``NUMBA_NUM_THREADS`` is left as it is.
+    on the NumPy path; on a busy one (load average 11), interleaved in one process, 96 s with
+    one-thread kernels and 148 s with two. An explicit ``NUMBA_NUM_THREADS`` is left as it is.
     """
     if "NUMBA_NUM_THREADS" not in os.environ:
         numba.set_num_threads(1)
