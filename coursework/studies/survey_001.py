@@ -76,7 +76,7 @@ WITHOUT_NORM = {"relu": "best on average", "swish": "not below ReLU (the excepti
 # BatchNorm in its title and LRN in its text: both get the same finding.
 WITH_NORM_ACC = "above the same run without it"
 NORMS = (("none", "", "", None), ("bn", "-bn", ", BatchNorm", "BatchNorm"),
-         ("lrn", "-lrn", ", LRN", "LRN (AlexNet's, in BN's place)"))
+         ("lrn", "-lrn", ", LRN", "LRN"))
 
 
 def _activation_report(name, suffix, norm_name):
