@@ -132,7 +132,8 @@ class TrainConfig:
               "0 for most: no dropout)")
     conv_method: typing.Optional[str] = _opt(
         None, "convolution algorithm (the layer's method); all give the same numbers "
-              "(im2col when not given)", choices=CONV_METHODS, aliases=("--conv",))
+              "(auto when not given: winograd on 3x3 stride-1 layers where numba's kernels run, "
+              "im2col elsewhere)", choices=CONV_METHODS, aliases=("--conv",))
     pool: typing.Optional[str] = _opt(
         None, "lenet5's pooling: max, or avg (LeCun's sub-sampling; with --activation tanh "
               "LeCun's network) (max when not given)", choices=("max", "avg"))

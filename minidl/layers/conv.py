@@ -27,7 +27,7 @@ class Conv2d(Layer):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = True, method: str = "im2col",
+                 dilation=1, groups: int = 1, bias: bool = True, method: str = "auto",
                  keep_patches: bool = False, rng=None):
         super().__init__()
         self.in_channels = positive_int(in_channels, "in_channels", "Conv2d")
@@ -93,7 +93,7 @@ class Conv2d(Layer):
             text += f", groups={self.groups}"
         if self.bias is None:
             text += ", bias=False"
-        if self.method != "im2col":
+        if self.method != "auto":
             text += f", method={self.method!r}"
         if self.keep_patches:
             text += ", keep_patches=True"

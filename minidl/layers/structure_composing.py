@@ -33,7 +33,7 @@ class SCLayer(Layer):
     """
 
     def __init__(self, in_channels: int, out_channels: int, pool_size: int = 3,
-                 method: str = "im2col", rng=None):
+                 method: str = "auto", rng=None):
         super().__init__()
         _check_pool_size(type(self).__name__, pool_size)
         self.in_channels, self.out_channels, self.pool_size = in_channels, out_channels, pool_size
@@ -72,7 +72,7 @@ class MixedSCLayer(Layer):
 
     def __init__(self, in_channels: int, out_channels: int, pool_size: int = 3,
                  conv_channels: int = 16, conv_kernel_size: int | None = None,
-                 method: str = "im2col", rng=None):
+                 method: str = "auto", rng=None):
         super().__init__()
         name = type(self).__name__
         _check_pool_size(name, pool_size)

@@ -45,7 +45,7 @@ class AlexNet(NamedSequential):
     def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 96,
                  hidden: int = 4096, norm: str = "lrn", activation: str = "relu",
                  dropout: float = 0.5, stem_stride: int = 1, image_size=32,
-                 init: str = "pytorch", conv_method: str = "im2col", seed: int | None = 0,
+                 init: str = "pytorch", conv_method: str = "auto", seed: int | None = 0,
                  rng=None):
         who = type(self).__name__
         check_int(who, 1, in_channels=in_channels, num_classes=num_classes, width=width,

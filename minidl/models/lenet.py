@@ -33,7 +33,7 @@ class LeNet5(NamedSequential):
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, activation: str = "relu",
-                 pool: str = "max", dropout: float = 0.0, conv_method: str = "im2col",
+                 pool: str = "max", dropout: float = 0.0, conv_method: str = "auto",
                  seed: int | None = 0, rng=None):
         check_int("LeNet5", 1, in_channels=in_channels, num_classes=num_classes)
         check_probability("LeNet5", dropout=dropout)

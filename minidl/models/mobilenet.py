@@ -75,7 +75,7 @@ class MobileNet(NamedSequential):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, width_mult: float = 1.0,
                  stem_stride: int = 1, separable: bool = True, activation: str = "relu",
-                 dropout: float = 0.0, conv_method: str = "im2col", seed: int | None = 0,
+                 dropout: float = 0.0, conv_method: str = "auto", seed: int | None = 0,
                  rng=None):
         check_int("MobileNet", 1, in_channels=in_channels, num_classes=num_classes,
                   stem_stride=stem_stride)

@@ -78,7 +78,7 @@ class ResNet(NamedSequential):
     def __init__(self, stage_blocks=STAGE_BLOCKS, in_channels: int = 3, num_classes: int = 10,
                  width: int = 64, activation: str = "relu", bn: bool = True,
                  shortcut: bool = True, downsample: str = "stride", head: str = "gap",
-                 hidden: int = 512, image_size=32, conv_method: str = "im2col",
+                 hidden: int = 512, image_size=32, conv_method: str = "auto",
                  seed: int | None = 0, rng=None):
         who = type(self).__name__
         check_int(who, 1, in_channels=in_channels, num_classes=num_classes, width=width,
@@ -133,7 +133,7 @@ class ResNet(NamedSequential):
 def resnet18(in_channels: int = 3, num_classes: int = 10, width: int = 64,
              activation: str = "relu", bn: bool = True, shortcut: bool = True,
              downsample: str = "stride", head: str = "gap", hidden: int = 512,
-             image_size: int = 32, conv_method: str = "im2col", seed: int | None = 0,
+             image_size: int = 32, conv_method: str = "auto", seed: int | None = 0,
              rng=None) -> ResNet:
     """CIFAR-style ResNet-18: 4 stages of 2 BasicBlocks, ``width`` ... 8 * width channels."""
     return ResNet(STAGE_BLOCKS, in_channels, num_classes, width, activation, bn, shortcut,
@@ -144,7 +144,7 @@ def resnet18(in_channels: int = 3, num_classes: int = 10, width: int = 64,
 def resnet32(in_channels: int = 3, num_classes: int = 10, width: int = 16,
              activation: str = "relu", bn: bool = True, shortcut: bool = True,
              downsample: str = "stride", head: str = "gap", hidden: int = 512,
-             image_size: int = 32, conv_method: str = "im2col", seed: int | None = 0,
+             image_size: int = 32, conv_method: str = "auto", seed: int | None = 0,
              rng=None) -> ResNet:
     """ResNet-32 of He et al.'s CIFAR-10 section (the slides' Table VI network): 3 stages of
     5 BasicBlocks with 16, 32, 64 channels, 31 convs + 1 FC.

@@ -24,7 +24,7 @@ def sfnet(in_channels: int = 3, num_classes: int = 10, width: int = 64, hidden: 
           mixed_channels: int = 16, pool_size: int = 3, mixed_conv_kernel: int | None = None,
           activation: str = "relu", dropout: float = 0.0, downsample: str = "max",
           head: str = "fc", image_size: int = 32, global_pool: bool = False,
-          conv_method: str = "im2col", seed: int | None = 0, rng=None) -> VGG:
+          conv_method: str = "auto", seed: int | None = 0, rng=None) -> VGG:
     """Snowflake Net: VGG-16 (BN, FC-1024 head) with scales 4-5 as 1 MixedSCLayer + 2 SCLayers.
 
     ``downsample``: "max" (the paper's) or "max_overlap"; "stride" is refused, since scales 4

@@ -105,7 +105,7 @@ class VGG(NamedSequential):
                  activation: str = "relu", dropout: float = 0.0, kernel_size: int = 3,
                  downsample: str = "max", head: str = "fc", mixed_channels: int = 16,
                  pool_size: int = 3, mixed_conv_kernel: int | None = None, image_size=32,
-                 global_pool: bool = False, init: str = "pytorch", conv_method: str = "im2col",
+                 global_pool: bool = False, init: str = "pytorch", conv_method: str = "auto",
                  seed: int | None = 0, rng=None):
         check_int("VGG", 1, in_channels=in_channels, num_classes=num_classes, width=width,
                   hidden=hidden, kernel_size=kernel_size)
@@ -223,7 +223,7 @@ def _downsampled(hw, n_scales: int, downsample: str = "max") -> tuple:
 def vgg11(in_channels: int = 3, num_classes: int = 10, width: int = 64, hidden: int = 512,
           bn: bool = False, activation: str = "relu", dropout: float = 0.0,
           downsample: str = "max", head: str = "fc", global_pool: bool = True,
-          image_size: int = 32, conv_method: str = "im2col", seed: int | None = 0,
+          image_size: int = 32, conv_method: str = "auto", seed: int | None = 0,
           rng=None) -> VGG:
     """VGG-A (8 conv + 3 FC layers), ``bn=True`` for VGG-A-BN (the Fudan report's comparison).
 
@@ -240,7 +240,7 @@ def vgg11(in_channels: int = 3, num_classes: int = 10, width: int = 64, hidden: 
 def vgg16(in_channels: int = 3, num_classes: int = 10, width: int = 64, hidden: int = 1024,
           bn: bool = True, activation: str = "relu", dropout: float = 0.0,
           downsample: str = "max", head: str = "fc", image_size: int = 32,
-          global_pool: bool = False, conv_method: str = "im2col", seed: int | None = 0,
+          global_pool: bool = False, conv_method: str = "auto", seed: int | None = 0,
           rng=None) -> VGG:
     """VGG-16 as the SfNet preprint's Table 1 builds it: BN + ReLU after every conv, a max pool
     after each of the five scales, [FC-1024, BN, ReLU] x 2, FC.
@@ -258,7 +258,7 @@ def vgg16(in_channels: int = 3, num_classes: int = 10, width: int = 64, hidden: 
 def vgg19(in_channels: int = 3, num_classes: int = 10, width: int = 64, hidden: int = 512,
           kernel_size: int = 3, norm: str = "none", activation: str = "relu",
           dropout: float = 0.2, downsample: str = "max", head: str = "fc",
-          image_size: int = 32, init: str = "pytorch", conv_method: str = "im2col",
+          image_size: int = 32, init: str = "pytorch", conv_method: str = "auto",
           seed: int | None = 0, rng=None) -> VGG:
     """VGG-19 (configuration E: 16 conv + 3 FC layers) for the survey's experiments (001).
 
@@ -281,7 +281,7 @@ def vgg19(in_channels: int = 3, num_classes: int = 10, width: int = 64, hidden: 
 def vgg14_mixed(in_channels: int = 3, num_classes: int = 10, width: int = 64,
                 hidden: int = 512, norm: str = "none", activation: str = "relu",
                 dropout: float = 0.2, downsample: str = "max", head: str = "fc",
-                image_size: int = 32, init: str = "pytorch", conv_method: str = "im2col",
+                image_size: int = 32, init: str = "pytorch", conv_method: str = "auto",
                 seed: int | None = 0, rng=None) -> VGG:
     """The survey's 14-layer net mixing kernel sizes (001, experiment 1): 11 conv + 3 FC.
 

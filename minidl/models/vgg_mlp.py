@@ -32,7 +32,7 @@ class VGGMLP(NamedSequential):
     def __init__(self, in_channels: int = 3, num_classes: int = 100, width: int = 32,
                  num_blocks_per_stage: int = 5, num_stages: int = 3, bn: bool = False,
                  residual: bool = False, activation: str = "leaky_relu", dropout: float = 0.0,
-                 conv_method: str = "im2col", seed: int | None = 0, rng=None,
+                 conv_method: str = "auto", seed: int | None = 0, rng=None,
                  num_filters: int | None = None):
         if num_filters is not None:  # the coursework framework's name for the width
             if width != 32 and width != num_filters:

@@ -188,3 +188,21 @@ def test_runs_on_the_array_module_of_its_parameters(xp, rng):
         dx = layer.backward(xp.ones((2, 4, 6, 5), dtype=xp.float32))
         assert type(y) is type(xp.asarray(x))
         assert rel_error(y, y_cpu) < 1e-5 and rel_error(dx, dx_cpu) < 1e-5
+
+
+def test_default_method_is_auto_so_the_fast_extra_speeds_training(monkeypatch):
+    """Layers and models ask for 'auto': winograd where numba's kernels run, else im2col."""
+    from minidl import kernels, models
+    layer = Conv2d(16, 16, 3, padding=1, rng=np.random.default_rng(0))
+    assert layer.method == "auto" and "method" not in repr(layer)
+    convs = [m for _, m in models.build("vgg38", bn=True, residual=True).named_layers()
+             if isinstance(m, Conv2d)]
+    assert convs and all(c.method == "auto" for c in convs)
+    x = np.ones((1, 16, 4, 4), np.float32)
+    monkeypatch.setenv(kernels.ENV_VAR, "numpy")
+    layer(x)
+    assert layer._cache.method == "im2col"
+    if kernels.numba_available():
+        monkeypatch.setenv(kernels.ENV_VAR, "auto")
+        layer(x)
+        assert layer._cache.method == "winograd"
