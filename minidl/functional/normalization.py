@@ -7,12 +7,10 @@ fixed ones (evaluation with running statistics); the backward handles both.
 
 Speed: the input is viewed as (N, C, L) with L = H*W (1 for (N, C)), so each per-channel sum
 runs along contiguous memory, and sums of products are ``einsum`` contractions that need no
-full-size temporary. The cache keeps the centred input ``x - mean`` rather than ``x_hat``:
-``x_hat = centred * inv_std`` is a per-channel scale that both passes fold into a constant,
-so the forward makes two full-size arrays (``centred``, kept, and ``out``) in five passes
-over the data (sum, subtract, sum of squares, scale, shift) and the backward one (``dx``),
-the rest in place. With numba installed the same maths runs as two fused parallel passes
-each way (``minidl.kernels.normalization``).
+full-size temporary. Every full-size array made is needed: the forward makes ``x_hat`` (kept
+for the backward) and ``out``, the backward only ``dx``; the rest is done in place. With
+numba installed the same maths runs as two fused parallel passes each way
+(``minidl.kernels.normalization``).
 """
 from __future__ import annotations
 
@@ -26,14 +24,14 @@ class BatchNormCache(NamedTuple):
     """What ``batchnorm_forward`` keeps for ``batchnorm_backward`` (and the layer's running
     statistics); arrays in x's dtype, C = x.shape[1].
 
-    centred: x's shape, ``x - mean``; the normalised input is ``x_hat = centred * inv_std``.
+    x_hat: x's shape, the normalised input ``(x - mean) * inv_std``.
     inv_std: (C,) ``1 / sqrt(var + eps)``.
     gamma: (C,) the scale the forward used.
     batch_stats: True when mean/var are the batch's (training), False when they were given.
     mean, var: (C,) the statistics used; in training the batch mean and the BIASED variance.
     """
 
-    centred: object
+    x_hat: object
     inv_std: object
     gamma: object
     batch_stats: bool
@@ -82,21 +80,20 @@ def batchnorm_forward(x, gamma, beta, eps: float = 1e-5, mean=None, var=None):
             m = x3.shape[0] * x3.shape[2]
             mean = x3.sum(axis=(0, 2)) / m
             # Two-pass variance, E[(x - mean)^2]: it does not cancel catastrophically like
-            # E[x^2] - mean^2. ``centred`` is kept for the backward, so it costs nothing extra.
+            # E[x^2] - mean^2. ``centred`` becomes x_hat below, so it costs nothing extra.
             centred = x3 - mean[:, None]
             var = xp.einsum("ncl,ncl->c", centred, centred) / m
     else:
         mean, var = mean.astype(x.dtype, copy=False), var.astype(x.dtype, copy=False)
     inv_std = 1.0 / xp.sqrt(var + eps)
     if k:
-        centred, out = k.normalise(x3, mean, inv_std, gamma, beta)
+        x_hat, out = k.normalise(x3, mean, inv_std, gamma, beta)
     else:
-        if not batch_stats:
-            centred = x3 - mean[:, None]
-        # out = gamma * x_hat + beta = centred * (gamma * inv_std) + beta: two passes
-        out = centred * (gamma * inv_std)[:, None]
+        x_hat = centred if batch_stats else x3 - mean[:, None]
+        x_hat *= inv_std[:, None]
+        out = x_hat * gamma[:, None]
         out += beta[:, None]
-    cache = BatchNormCache(centred.reshape(x.shape), inv_std, gamma, batch_stats, mean, var)
+    cache = BatchNormCache(x_hat.reshape(x.shape), inv_std, gamma, batch_stats, mean, var)
     return out.reshape(x.shape), cache
 
 
@@ -110,26 +107,22 @@ def batchnorm_backward(dout, cache):
     terms. With fixed statistics (evaluation) ``dx = gamma * inv_std * dout``.
     """
     xp = backend.get_array_module(dout)
-    centred = _channels_last_flat(cache.centred)
+    x_hat = _channels_last_flat(cache.x_hat)
     d3 = _channels_last_flat(dout)
-    m = centred.shape[0] * centred.shape[2]
+    m = x_hat.shape[0] * x_hat.shape[2]
     scale = cache.gamma * cache.inv_std
-    k = _compiled(d3, centred)
+    k = _compiled(d3, x_hat)
     if k:
-        dx, dgamma, dbeta = k.batchnorm_backward(d3, centred, cache.inv_std, scale,
-                                                 cache.batch_stats)
-        return dx.reshape(cache.centred.shape), dgamma, dbeta
-    dtype = centred.dtype
+        dx, dgamma, dbeta = k.batchnorm_backward(d3, x_hat, scale, cache.batch_stats)
+        return dx.reshape(cache.x_hat.shape), dgamma, dbeta
     dbeta = d3.sum(axis=(0, 2))
-    # sum(dout * x_hat) = inv_std * sum(dout * centred): x_hat is never made
-    dgamma = xp.einsum("ncl,ncl->c", d3, centred) * cache.inv_std
+    dgamma = xp.einsum("ncl,ncl->c", d3, x_hat)
     if not cache.batch_stats:
-        dx = (d3 * scale[:, None]).astype(dtype, copy=False)
+        dx = (d3 * scale[:, None]).astype(x_hat.dtype, copy=False)
     else:
-        # In place on one new array: dx = scale * (dout - (x_hat * dgamma/m + dbeta/m)),
-        # x_hat * dgamma/m = centred * (inv_std * dgamma/m).
-        dx = centred * (cache.inv_std * dgamma / m).astype(dtype, copy=False)[:, None]
-        dx += (dbeta / m).astype(dtype, copy=False)[:, None]
+        # In place on one new array: dx = scale * (dout - (x_hat * dgamma/m + dbeta/m)).
+        dx = x_hat * (dgamma / m).astype(x_hat.dtype, copy=False)[:, None]
+        dx += (dbeta / m).astype(x_hat.dtype, copy=False)[:, None]
         xp.subtract(d3, dx, out=dx)
         dx *= scale[:, None]
-    return dx.reshape(cache.centred.shape), dgamma, dbeta
+    return dx.reshape(cache.x_hat.shape), dgamma, dbeta

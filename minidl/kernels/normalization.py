@@ -40,20 +40,20 @@ def _plane_stats(x, mean, m2):
 
 
 @numba.njit(parallel=True, cache=True)
-def _normalise(x, mean, scale, beta, centred, out):
+def _normalise(x, mean, inv_std, gamma, beta, x_hat, out):
     N, C, L = x.shape
     for p in numba.prange(N * C):
         n, c = p // C, p % C
-        mu, k, b = mean[c], scale[c], beta[c]
+        mu, k, g, b = mean[c], inv_std[c], gamma[c], beta[c]
         for i in range(L):
-            h = x[n, c, i] - mu
-            centred[n, c, i] = h
-            out[n, c, i] = h * k + b
+            h = (x[n, c, i] - mu) * k
+            x_hat[n, c, i] = h
+            out[n, c, i] = h * g + b
 
 
 @numba.njit(parallel=True, cache=True, fastmath=_SUMS)
-def _grad_sums(dout, centred, sum_d, sum_dx):
-    """Per (n, c) plane: the sum of dout and of dout * centred."""
+def _grad_sums(dout, x_hat, sum_d, sum_dx):
+    """Per (n, c) plane: the sum of dout and of dout * x_hat."""
     N, C, L = dout.shape
     for p in numba.prange(N * C):
         n, c = p // C, p % C
@@ -62,19 +62,19 @@ def _grad_sums(dout, centred, sum_d, sum_dx):
         for i in range(L):
             d = dout[n, c, i]
             a += d
-            b += d * centred[n, c, i]
+            b += d * x_hat[n, c, i]
         sum_d[n, c] = a
         sum_dx[n, c] = b
 
 
 @numba.njit(parallel=True, cache=True)
-def _grad_input(dout, centred, scale, a, b, dx):
+def _grad_input(dout, x_hat, scale, a, b, dx):
     N, C, L = dout.shape
     for p in numba.prange(N * C):
         n, c = p // C, p % C
         k, ac, bc = scale[c], a[c], b[c]
         for i in range(L):
-            dx[n, c, i] = k * (dout[n, c, i] - (centred[n, c, i] * ac + bc))
+            dx[n, c, i] = k * (dout[n, c, i] - (x_hat[n, c, i] * ac + bc))
 
 
 def batch_stats(x):
@@ -94,34 +94,31 @@ def batch_stats(x):
 
 
 def normalise(x, mean, inv_std, gamma, beta):
-    """centred = x - mean and out = centred * (gamma * inv_std) + beta in one pass; x: (N, C, L)."""
+    """x_hat = (x - mean) * inv_std and out = gamma * x_hat + beta in one pass; x: (N, C, L)."""
     x = np.ascontiguousarray(x)
-    centred, out = np.empty_like(x), np.empty_like(x)
-    scale = (gamma * inv_std).astype(x.dtype, copy=False)
+    x_hat, out = np.empty_like(x), np.empty_like(x)
     with threads_for(x.size):
-        _normalise(x, mean.astype(x.dtype, copy=False), scale, beta.astype(x.dtype, copy=False),
-                   centred, out)
-    return centred, out
+        _normalise(x, *(v.astype(x.dtype, copy=False) for v in (mean, inv_std, gamma, beta)),
+                   x_hat, out)
+    return x_hat, out
 
 
-def batchnorm_backward(dout, centred, inv_std, scale, batch_stats: bool):
-    """(dx, dgamma, dbeta) from dout, centred = x - mean (N, C, L), inv_std and
-    scale = gamma * inv_std (C,).
+def batchnorm_backward(dout, x_hat, scale, batch_stats: bool):
+    """(dx, dgamma, dbeta) from dout, x_hat (N, C, L) and scale = gamma * inv_std (C,).
 
-    dgamma = inv_std * sum(dout * centred) (= sum(dout * x_hat)); dx = scale * (dout -
-    (centred * inv_std * dgamma + dbeta) / m) with batch statistics, scale * dout with fixed
-    ones (the subtracted term is then 0).
+    dx = scale * (dout - (x_hat * dgamma + dbeta) / m) with batch statistics, scale * dout
+    with fixed ones (the subtracted term is then 0).
     """
-    dout, centred = np.ascontiguousarray(dout), np.ascontiguousarray(centred)
+    dout, x_hat = np.ascontiguousarray(dout), np.ascontiguousarray(x_hat)
     N, C, L = dout.shape
-    sum_d, sum_dc = np.empty((N, C)), np.empty((N, C))
+    sum_d, sum_dx = np.empty((N, C)), np.empty((N, C))
     with threads_for(dout.size):
-        _grad_sums(dout, centred, sum_d, sum_dc)
-    dbeta, dgamma = sum_d.sum(axis=0), sum_dc.sum(axis=0) * inv_std
+        _grad_sums(dout, x_hat, sum_d, sum_dx)
+    dbeta, dgamma = sum_d.sum(axis=0), sum_dx.sum(axis=0)
     m = N * L
-    a = (inv_std * dgamma / m if batch_stats else np.zeros(C)).astype(dout.dtype)
+    a = (dgamma / m if batch_stats else np.zeros(C)).astype(dout.dtype)
     b = (dbeta / m if batch_stats else np.zeros(C)).astype(dout.dtype)
     dx = np.empty_like(dout)
     with threads_for(dout.size):
-        _grad_input(dout, centred, scale.astype(dout.dtype, copy=False), a, b, dx)
+        _grad_input(dout, x_hat, scale.astype(dout.dtype, copy=False), a, b, dx)
     return dx, dgamma.astype(dout.dtype), dbeta.astype(dout.dtype)

@@ -61,7 +61,7 @@ class _BatchNorm(Layer):
 
     def backward(self, dout):
         cache = self._saved()
-        self._check_dout(dout, cache.centred.shape)
+        self._check_dout(dout, cache.x_hat.shape)
         dx, dgamma, dbeta = F.batchnorm_backward(dout, cache)
         self.weight.grad += dgamma
         self.bias.grad += dbeta
