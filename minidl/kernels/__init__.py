@@ -18,6 +18,9 @@ What is compiled (each kernel once per dtype used, float32 and float64, on first
 
     activations.py     LeakyReLU forward and backward (ReLU's backward is slope 0)
     normalization.py   BatchNorm statistics, normalisation, and backward (sums + input grad)
+    conv.py            Winograd F(2x2, 3x3) tile transforms and their adjoints (serial, GIL-free:
+                       the conv shares a layer's image blocks across threads itself); they are
+                       why the conv's default method "auto" picks winograd when kernels are on
 
 The kernels are written parallel (numba's ``prange``) but run on ONE thread by default
 (``_threads.default_threads``): BLAS keeps its own threads, and on a 2-core machine a vgg38
