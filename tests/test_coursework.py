@@ -13,8 +13,8 @@ from coursework.report import BEGIN, END, write_readme
 from coursework.study import Run, Study
 from minidl import models
 from minidl.config import TrainConfig, parse_config
-from minidl.data import write_idx
 from minidl.train import EXIT_OK, EXIT_USAGE, model_options
+from tests.fake_data import write_fake_fashion_mnist
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 N_TRAIN, N_TEST, N_CLASSES = 120, 40, 10
@@ -30,14 +30,7 @@ ISSUE_STUDIES = ISSUE_10_STUDIES + ISSUE_11_STUDIES
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """Fashion-MNIST's four IDX gz files holding random 28x28 images and labels."""
-    root = tmp_path_factory.mktemp("fashion")
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", N_TRAIN), ("t10k", N_TEST)):
-        write_idx(root / f"{prefix}-images-idx3-ubyte.gz",
-                  rng.integers(0, 256, size=(n, 28, 28)).astype(np.uint8))
-        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz",
-                  rng.integers(0, N_CLASSES, size=n).astype(np.uint8))
-    return root
+    return write_fake_fashion_mnist(tmp_path_factory.mktemp("fashion"), N_TRAIN, N_TEST, N_CLASSES)
 
 
 def quick_args(data_dir, out_root):

@@ -11,22 +11,15 @@ from coursework.__main__ import main
 from coursework.study import Run, Study
 from minidl import models
 from minidl.config import parse_config
-from minidl.data import write_idx
 from minidl.summary import summary
 from minidl.train import EXIT_OK, EXIT_USAGE
+from tests.fake_data import write_fake_fashion_mnist
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """Fashion-MNIST's four IDX gz files holding random 28x28 images and labels."""
-    root = tmp_path_factory.mktemp("fashion")
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 120), ("t10k", 40)):
-        write_idx(root / f"{prefix}-images-idx3-ubyte.gz",
-                  rng.integers(0, 256, size=(n, 28, 28)).astype(np.uint8))
-        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz",
-                  rng.integers(0, 10, size=n).astype(np.uint8))
-    return root
+    return write_fake_fashion_mnist(tmp_path_factory.mktemp("fashion"))
 
 
 def _study(**kwargs):

@@ -1,14 +1,13 @@
 """A --quick study sent through a local Ray instance (loopback only) gives the serial results."""
 import json
 
-import numpy as np
 import pytest
 
 from coursework import runner, studies
 from coursework.__main__ import main
-from minidl.data import write_idx
 from minidl.metrics import METRIC_COLUMNS, CSVLog
 from minidl.train import EXIT_OK
+from tests.fake_data import write_fake_fashion_mnist
 
 ray = pytest.importorskip("ray")
 STUDY = "vgg-a-bn"  # two independent runs: two tasks at once
@@ -19,13 +18,7 @@ TIMINGS = ("seconds", "cpu_seconds", "train_seconds", "train_cpu_seconds")
 @pytest.fixture
 def data_dir(tmp_path):
     """Fashion-MNIST's four IDX gz files holding random 28x28 images and labels."""
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 120), ("t10k", 40)):
-        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz",
-                  rng.integers(0, 256, size=(n, 28, 28)).astype(np.uint8))
-        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz",
-                  rng.integers(0, 10, size=n).astype(np.uint8))
-    return tmp_path
+    return write_fake_fashion_mnist(tmp_path)
 
 
 def quick_args(data_dir, out_root):

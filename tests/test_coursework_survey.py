@@ -4,7 +4,6 @@ its --quick size on a fake Fashion-MNIST and reports."""
 import json
 import math
 
-import numpy as np
 import pytest
 
 from coursework import studies
@@ -13,8 +12,8 @@ from coursework.studies import survey_001
 from minidl import layers as L
 from minidl import models
 from minidl.config import parse_config
-from minidl.data import write_idx
 from minidl.train import EXIT_OK, model_options
+from tests.fake_data import write_fake_fashion_mnist
 
 NAMES = ("kernel-sizes", "activations", "momentum-vs-adam")
 CIFAR_TRAIN = 50_000
@@ -147,14 +146,7 @@ def test_report_holds_the_surveys_findings():
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """Fashion-MNIST's four IDX gz files holding random 28x28 images and labels."""
-    root = tmp_path_factory.mktemp("fashion")
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 120), ("t10k", 40)):
-        write_idx(root / f"{prefix}-images-idx3-ubyte.gz",
-                  rng.integers(0, 256, size=(n, 28, 28)).astype(np.uint8))
-        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz",
-                  rng.integers(0, 10, size=n).astype(np.uint8))
-    return root
+    return write_fake_fashion_mnist(tmp_path_factory.mktemp("fashion"))
 
 
 # Every activation and every norm once (the 18 runs take a minute even at --quick size).
