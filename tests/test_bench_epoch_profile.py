@@ -5,34 +5,21 @@ No timing is asserted: only that the reported figures follow from the measured o
 every contender trains the same network on the same batches, and that the command lines
 refuse bad options by name.
 """
-import gzip
 import json
-import struct
 
 import numpy as np
 import pytest
 
 from minidl.bench import cases, cli, epoch, profile
+from tests.fake_data import write_fake_fashion_mnist
 
 N_TRAIN, N_TEST = 100, 20          # 95 training and 5 validation images (val_fraction 0.05)
-
-
-def _write_idx_gz(path, array: np.ndarray) -> None:
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """A tiny stand-in for Fashion-MNIST in its official file layout."""
-    root = tmp_path_factory.mktemp("fashion")
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", N_TRAIN), ("t10k", N_TEST)):
-        _write_idx_gz(root / f"{prefix}-images-idx3-ubyte.gz",
-                      rng.integers(0, 256, size=(n, 28, 28)))
-        _write_idx_gz(root / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, size=n))
-    return root
+    return write_fake_fashion_mnist(tmp_path_factory.mktemp("fashion"), N_TRAIN, N_TEST)
 
 
 # ---------------------------------------------------------------------------- epoch
