@@ -25,7 +25,7 @@ QUICK_REPEATS = 2
 GEMM_SIZE = {False: 2048, True: 256}  # by --quick
 # the other measurements, each its own module and command line: one Fashion-MNIST epoch of
 # vgg38 --bn --residual (epoch.py), and a training step's time per kind of op (profile.py)
-SUBCOMMANDS = ("epoch", "profile")
+SUBCOMMANDS = ("epoch", "profile", "gpu")
 
 
 def parser() -> argparse.ArgumentParser:
