@@ -45,6 +45,13 @@ def check_device(device: str) -> str:
     return device
 
 
+def gpu_module():
+    """The ``cupy`` module itself, for code that drives the device (synchronise, memory pool):
+    the benchmarks. RuntimeError saying why when there is no usable GPU."""
+    check_device("gpu")
+    return _cupy
+
+
 def device_of(array) -> str:
     """"gpu" for a cupy array, "cpu" otherwise."""
     return "gpu" if get_array_module(array) is not np else "cpu"

@@ -183,9 +183,14 @@ def _cupy_module():
     fake.asarray = asarray
     fake.array = array
     fake.asnumpy = asnumpy
+    fake.__version__ = "stand-in"
     fake.cuda = types.SimpleNamespace(
-        runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
+        runtime=types.SimpleNamespace(
+            getDeviceCount=lambda: 1, runtimeGetVersion=lambda: 0,
+            getDeviceProperties=lambda device: {"name": b"CPU stand-in for CuPy"}),
         Device=lambda *a: types.SimpleNamespace(synchronize=lambda: None, id=0))
+    fake.get_default_memory_pool = lambda: types.SimpleNamespace(
+        free_all_blocks=lambda: None, total_bytes=lambda: 0)
     return fake
 
 

@@ -53,6 +53,23 @@ def test_table_says_why_copies_were_not_counted():
     assert "not counted (needs PyTorch with CUDA)" in table
 
 
+def test_quick_run_on_the_cupy_standin(tmp_path, monkeypatch):
+    """The minidl half of the bench on the CPU stand-in for CuPy (no CUDA: no torch column)."""
+    from tests.gpu_standin import install
+    install(monkeypatch)
+    monkeypatch.setattr(gpu, "_torch_cuda", lambda: None)
+    path = tmp_path / "gpu.json"
+    assert gpu.main(["--quick", "--json", str(path), "--markdown", str(tmp_path / "g.md")]) == 0
+    results = json.loads(path.read_text())
+    assert [(r["case"], r["impl"]) for r in results["rows"]] == [
+        ("vgg38-32", "im2col"), ("vgg38-32", "fft"), ("batchnorm2d", "layer"),
+        ("leaky-relu", "layer"), ("step", "model")]
+    assert all(r["ms"] > 0 and r["torch_ms"] is None for r in results["rows"])
+    assert results["copies"] == {"available": False,
+                                 "why": "needs PyTorch with CUDA (its profiler counts copies)"}
+    assert "CPU stand-in for CuPy" in (tmp_path / "g.md").read_text()
+
+
 @pytest.mark.gpu
 def test_quick_run_on_the_gpu(tmp_path):
     if not backend.gpu_available():

@@ -37,11 +37,9 @@ MIB = 2.0 ** 20
 def _cupy():
     """The cupy module, or SystemExit with the reason a GPU cannot be used."""
     try:
-        backend.check_device("gpu")
+        return backend.gpu_module()
     except RuntimeError as err:
         raise SystemExit(f"python -m minidl.bench gpu: {err}") from None
-    import cupy  # noqa: PLC0415  (only reached when backend found a device)
-    return cupy
 
 
 def _torch_cuda():
