@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from minidl import train
+from minidl import backend, losses, models, optim, train
 from minidl.functional import conv as conv_ops
 from tests.fake_data import write_fake_fashion_mnist
 from tests.gpu_standin import install
@@ -92,3 +92,86 @@ def test_mixing_host_and_device_arrays_is_refused_as_on_cupy(monkeypatch):
     install(monkeypatch)
     with pytest.raises(TypeError, match="Unsupported type"):
         CUPY.ones(3) + np.ones(3)
+
+
+@pytest.mark.parametrize("name", models.available())
+def test_every_model_steps_on_the_device_as_on_the_cpu(name, monkeypatch):
+    """Forward, backward and one Adam step of every registered model on the stand-in GPU give
+    the CPU's numbers (same block sizes: same sums in the same order)."""
+    monkeypatch.setenv("MINIDL_KERNELS", "numpy")
+    size = {"image_size": 28} if "image_size" in models.options(name) else {}
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    y = np.array([1, 3])
+    results = {}
+    for device in ("cpu", "gpu"):
+        if device == "gpu":
+            install(monkeypatch)
+            monkeypatch.setattr(conv_ops, "GPU_BLOCK_BYTES",
+                                conv_ops.CPU_BLOCK_BYTES[conv_ops.blas_threaded()])
+            monkeypatch.setattr(conv_ops, "WINOGRAD_GPU_BLOCK_BYTES",
+                                conv_ops.WINOGRAD_CPU_BLOCK_BYTES)
+        model = models.build(name, in_channels=1, num_classes=4, seed=0, **size).to(device)
+        opt, loss_fn = optim.Adam(model.parameters(), lr=1e-3), losses.CrossEntropyLoss()
+        xb, yb = backend.to_device(x, device), backend.to_device(y, device)
+        loss, _ = train.train_step(model, loss_fn, opt, xb, yb)
+        results[device] = (float(loss), {k: backend.asnumpy(p.data)
+                                         for k, p in model.named_parameters()})
+        assert all(backend.device_of(p.data) == device for p in model.parameters())
+    assert results["gpu"][0] == results["cpu"][0]
+    for key, value in results["cpu"][1].items():
+        np.testing.assert_array_equal(results["gpu"][1][key], value, err_msg=key)
+
+
+def test_distillation_on_the_device_equals_the_cpu(data_dir, tmp_path, monkeypatch):
+    """A student taught by a saved teacher (--teacher): the teacher is loaded onto the device."""
+    monkeypatch.setenv("MINIDL_KERNELS", "numpy")
+
+    def argv(out, device, *extra):
+        return ["mlp", "--model-kwargs", "hidden=(32,)", "--data-dir", str(data_dir),
+                "--out", str(out), "--batch-size", str(BATCH), "--epochs", "1",
+                "--device", device, "--no-progress", "--no-plots", *extra]
+
+    assert train.main(argv(tmp_path / "teacher", "cpu")) == 0
+    student = ("--teacher", str(tmp_path / "teacher"), "--temperature", "4")
+    assert train.main(argv(tmp_path / "cpu", "cpu", *student)) == 0
+    install(monkeypatch)
+    assert train.main(argv(tmp_path / "gpu", "gpu", *student)) == 0
+    cpu, gpu = _state(tmp_path / "cpu"), _state(tmp_path / "gpu")
+    for key, value in cpu.items():
+        np.testing.assert_array_equal(gpu[key], value, err_msg=key)
+    assert _losses(tmp_path / "gpu") == _losses(tmp_path / "cpu")
+
+
+def _numbers(folder):
+    """Every CSV/JSON result below ``folder`` except timings and paths: {relative path: text}."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        if path.suffix == ".csv":
+            rows = [line.split(",") for line in path.read_text().splitlines()]
+            keep = [i for i, h in enumerate(rows[0]) if "seconds" not in h]
+            found[str(path.relative_to(folder))] = [[r[i] for i in keep] for r in rows]
+        elif path.suffix == ".json" and path.name not in ("config.json", "study_run.json"):
+            values = json.loads(path.read_text())
+            if isinstance(values, dict):
+                values = {k: v for k, v in values.items()
+                          if "seconds" not in k and k not in ("out", "run_dir", "path")}
+            found[str(path.relative_to(folder))] = values
+    return found
+
+
+@pytest.mark.parametrize("study", ["sparsity", "bn-landscape"])
+def test_a_study_with_device_side_analysis_runs_on_the_device_as_on_the_cpu(
+        study, data_dir, tmp_path, monkeypatch):
+    """The studies whose analysis touches device arrays (pruning masks, DessiLBI's Gamma,
+    loss-landscape probes) give the CPU's numbers with --device gpu."""
+    from coursework.__main__ import main as coursework
+    monkeypatch.setenv("MINIDL_KERNELS", "numpy")
+    common = ["run", study, "--quick", "--dataset", "fashion_mnist", "--data-dir",
+              str(data_dir)]
+    assert coursework([*common, "--out-root", str(tmp_path / "cpu")]) == 0
+    install(monkeypatch)
+    monkeypatch.setattr(conv_ops, "GPU_BLOCK_BYTES",
+                        conv_ops.CPU_BLOCK_BYTES[conv_ops.blas_threaded()])
+    assert coursework([*common, "--device", "gpu", "--out-root", str(tmp_path / "gpu")]) == 0
+    cpu, gpu = _numbers(tmp_path / "cpu"), _numbers(tmp_path / "gpu")
+    assert len(cpu) >= 4 and gpu == cpu
