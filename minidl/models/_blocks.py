@@ -134,6 +134,17 @@ def image_hw(image_size, who: str) -> tuple:
     return tuple(positive_int(s, "image_size", who) for s in pair)
 
 
+def check_input_size(model: Layer, x, image_hw: tuple) -> None:
+    """Refuse a 4-d input whose HxW is not the ``image_hw`` a flattened (fc) head was sized
+    for, naming the fix; other inputs pass (the layers report their own errors)."""
+    if getattr(x, "ndim", 0) == 4 and tuple(x.shape[2:]) != tuple(image_hw):
+        h, w = image_hw
+        raise ValueError(
+            f"{type(model).__name__}: built for {h}x{w} inputs (image_size) with head='fc', "
+            f"got {x.shape[2]}x{x.shape[3]}: its pools and flattened head depend on the size; "
+            f"build it with image_size={x.shape[2]} (or head='gap' for any input size)")
+
+
 def fc_head(features: int, hidden: int, num_classes: int, act, dropout: float = 0.0,
             bn: bool = False, rng=None) -> NamedSequential:
     """[FC-hidden, [BN], act, [dropout]] x 2, FC: (N, features) -> (N, num_classes).

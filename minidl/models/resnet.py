@@ -19,7 +19,7 @@ from __future__ import annotations
 from .. import layers as L
 from .._shapes import conv_output_size
 from ._blocks import (NamedSequential, ResidualBlock, activation_factory, add_head, check_choice,
-                      check_int, fc_head, image_hw, make_rng)
+                      check_input_size, check_int, fc_head, image_hw, make_rng)
 from .registry import register
 
 STAGE_BLOCKS = (2, 2, 2, 2)  # ResNet-18
@@ -119,13 +119,8 @@ class ResNet(NamedSequential):
             self.classifier = fc_head(c_in * hw[0] * hw[1], hidden, num_classes, act, rng=rng)
 
     def forward(self, x):
-        if self.image_hw is not None and getattr(x, "ndim", 0) == 4:
-            if tuple(x.shape[2:]) != self.image_hw:
-                h, w = self.image_hw
-                raise ValueError(
-                    f"{type(self).__name__}: built for {h}x{w} inputs (image_size) with "
-                    f"head='fc', got {x.shape[2]}x{x.shape[3]}: build it with "
-                    f"image_size={x.shape[2]} (or head='gap' for any input size)")
+        if self.image_hw is not None:
+            check_input_size(self, x, self.image_hw)
         return super().forward(x)
 
 

@@ -40,7 +40,8 @@ from __future__ import annotations
 from .. import layers as L
 from .._shapes import conv_output_size
 from ._blocks import (INITS, NamedSequential, activation_factory, add_head, apply_init,
-                      check_choice, check_int, check_probability, fc_head, image_hw, make_rng)
+                      check_choice, check_input_size, check_int, check_probability, fc_head,
+                      image_hw, make_rng)
 from .registry import register
 
 M = "M"
@@ -182,13 +183,8 @@ class VGG(NamedSequential):
         apply_init(self, init, rng)
 
     def forward(self, x):
-        if self.flat_head and getattr(x, "ndim", 0) == 4:
-            if tuple(x.shape[2:]) != self.image_hw:
-                h, w = self.image_hw
-                raise ValueError(
-                    f"VGG: built for {h}x{w} inputs (image_size), got {x.shape[2]}x{x.shape[3]}: "
-                    f"its pools and flattened head depend on the size; build it with "
-                    f"image_size={x.shape[2]} (or head='gap' for any input size)")
+        if self.flat_head:
+            check_input_size(self, x, self.image_hw)
         return super().forward(x)
 
 
