@@ -159,17 +159,8 @@ def step_row(cp, torch, batch: int, repeats: int, log) -> dict:
     x, y = cp.asarray(x_host), cp.asarray(y_host)
     contenders["minidl"] = step_mod.minidl_step(model, x, y)
     if twin is not None:
-        opt = torch.optim.Adam(twin.parameters(), lr=1e-3)
-        xt, yt = torch.tensor(x_host, device="cuda"), torch.tensor(y_host, device="cuda")
         torch.cuda.reset_peak_memory_stats()
-
-        def torch_step():
-            opt.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.cross_entropy(twin(xt), yt)
-            loss.backward()
-            opt.step()
-            return loss.item()
-        contenders["torch"] = torch_step
+        contenders["torch"] = step_mod.torch_step(twin, x_host, y_host, device="cuda")
     first = {name: fn() for name, fn in contenders.items()}  # same weights: same first loss
     ms = _interleaved(contenders, repeats, _sync(cp, torch))
     row = {"case": case.name, "shape": case.describe(), "impl": "model", "ms": ms["minidl"],

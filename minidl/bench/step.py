@@ -46,11 +46,12 @@ def minidl_step(model, x, y, lr: float = 1e-3):
     return step
 
 
-def torch_step(module, x, y, lr: float = 1e-3):
-    """The same step for a torch ``module`` (e.g. ``torch_twins.twin(model)``)."""
+def torch_step(module, x, y, lr: float = 1e-3, device: str = "cpu"):
+    """The same step for a torch ``module`` (e.g. ``torch_twins.twin(model)``) on ``device``
+    ("cpu" or "cuda"; the module must already be there)."""
     import torch
     opt = torch.optim.Adam(module.parameters(), lr=lr)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
     module.train()
 
     def step():
