@@ -48,7 +48,12 @@ def _torch_cuda():
         import torch  # noqa: PLC0415
     except ImportError:
         return None
-    return torch if torch.cuda.is_available() else None
+    if not torch.cuda.is_available():
+        return None
+    # full float32 on both sides: PyTorch's convolutions use TF32 by default, CuPy's GEMMs do not
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return torch
 
 
 def _timed(fn, sync) -> float:
@@ -321,7 +326,7 @@ def main(argv=None) -> int:
                 f"{m['cuda_runtime']}), NumPy {m['numpy']}, torch {m['torch']} (cuDNN "
                 f"{m['cudnn']}); finished {results['created']}\n- medians of {args.repeats} "
                 f"interleaved repeats, batch {args.batch}, device synchronised around each "
-                "call\n\n")
+                "call; float32 throughout (PyTorch's TF32 switched off)\n\n")
         Path(args.markdown).write_text(head + table)
     return 0
 
