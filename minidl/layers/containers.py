@@ -1,6 +1,7 @@
 """Containers: Sequential (a chain) and Residual (``body(x) + shortcut(x)``)."""
 from __future__ import annotations
 
+from .. import backend
 from .base import Layer
 
 
@@ -63,6 +64,21 @@ class Residual(Layer):
     def backward(self, dout):
         self._saved()
         dx = self.body.backward(dout)
-        if "shortcut" in self._children:
-            return dx + self.shortcut.backward(dout)
-        return dx + dout
+        skip = self.shortcut.backward(dout) if "shortcut" in self._children else dout
+        return _sum_into_fresh(dx, skip, dout)
+
+
+def _sum_into_fresh(dx, skip, dout):
+    """``dx + skip``, added into ``dx`` in place when that is safe: it saves a full-size array
+    and a pass over memory per block.
+
+    Not safe when dx may be ``dout`` itself or share its memory (a body that passes the
+    gradient through: an empty Sequential, Flatten, Dropout in evaluation mode), since dout
+    also feeds the shortcut and the caller; nor when it shares memory with ``skip``, or when
+    the dtypes differ (float32 + float64 must give float64). Then a new array is made.
+    """
+    xp = backend.get_array_module(dx)
+    if dx.dtype != skip.dtype or xp.may_share_memory(dx, dout) or xp.may_share_memory(dx, skip):
+        return dx + skip
+    dx += skip
+    return dx

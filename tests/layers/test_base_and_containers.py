@@ -249,6 +249,62 @@ def test_residual_gradcheck(with_shortcut):
     assert max(errors.values()) < GRAD_TOL, errors
 
 
+class _Twice(L.Layer):
+    """Doubles its input; its backward returns a fresh array in ``grad_dtype``."""
+
+    def __init__(self, grad_dtype=None):
+        super().__init__()
+        self.grad_dtype = grad_dtype
+
+    def forward(self, x):
+        self._cache = True
+        return 2 * x
+
+    def backward(self, dout):
+        return (2 * dout).astype(self.grad_dtype or dout.dtype)
+
+
+# Residual.backward adds the branches' gradients into the body's in place when that array is
+# fresh; each case below is one where it is not, and must give the plain sum, dout untouched.
+@pytest.mark.parametrize("body,shortcut,factor", [
+    (L.Sequential(), None, 2.0),                      # the body returns dout itself
+    (L.Dropout(0.5), None, 2.0),                      # so does Dropout in evaluation mode
+    (L.Flatten(), L.Flatten(), 2.0),                  # both branches return views of dout
+    (L.Flatten(), L.Sequential(L.Flatten(), _Twice()), 3.0),  # a view of dout + a fresh array
+], ids=["identity", "dropout-eval", "views", "view-and-fresh"])
+def test_residual_backward_never_writes_into_dout(body, shortcut, factor):
+    block = L.Residual(body, shortcut).eval()
+    x = rng_for(0).standard_normal((2, 3, 2, 2)).astype(np.float32)
+    out = block(x)
+    dout = rng_for(1).standard_normal(out.shape).astype(np.float32)
+    dout_copy = dout.copy()
+    dx = block.backward(dout)
+    np.testing.assert_array_equal(dout, dout_copy)
+    np.testing.assert_allclose(dx, factor * dout_copy.reshape(dx.shape), rtol=1e-6)
+    assert not np.may_share_memory(dx, dout)
+
+
+def test_residual_backward_adds_into_a_fresh_body_gradient():
+    block = L.Residual(_Twice())
+    x = rng_for(0).standard_normal((2, 3)).astype(np.float32)
+    block(x)
+    dout = rng_for(1).standard_normal((2, 3)).astype(np.float32)
+    dout_copy = dout.copy()
+    np.testing.assert_array_equal(block.backward(dout), 3 * dout_copy)
+    np.testing.assert_array_equal(dout, dout_copy)
+
+
+def test_residual_backward_keeps_the_wider_dtype():
+    # float32 body gradient + float64 skip: an in-place add would round the sum to float32
+    block = L.Residual(_Twice(grad_dtype=np.float32))
+    x = rng_for(0).standard_normal((2, 3))
+    block(x)
+    dout = np.full((2, 3), 1 + 2.0 ** -40)  # not representable in float32
+    dx = block.backward(dout)
+    assert dx.dtype == np.float64
+    np.testing.assert_array_equal(dx, np.float32(2 * dout) + dout)
+
+
 def test_residual_shape_mismatch():
     with pytest.raises(ValueError, match=r"Residual: body output \(2, 5\) and shortcut output "
                                          r"\(2, 3\)"):
