@@ -5,6 +5,7 @@ import pytest
 
 from coursework import runner, studies
 from coursework.__main__ import main
+from minidl.functional.conv import blas_threads
 from minidl.metrics import METRIC_COLUMNS, CSVLog
 from minidl.train import EXIT_OK
 from tests.fake_data import write_fake_fashion_mnist
@@ -29,8 +30,11 @@ def quick_args(data_dir, out_root):
 @pytest.fixture
 def local_ray():
     """A fresh Ray on this machine: 2 CPUs, no dashboard, stopped afterwards."""
+    # The workers' BLAS runs on as many threads as this process's: a float32 GEMM split over
+    # another thread count may round differently, and the results are compared bit for bit.
+    threads = str(blas_threads())
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"OPENBLAS_NUM_THREADS": "1"}})
+             runtime_env={"env_vars": {"OPENBLAS_NUM_THREADS": threads}})
     yield
     ray.shutdown()
 
