@@ -607,6 +607,9 @@ def _winograd_blocks(N: int, channels: int, tiles, like):
 # a run of consecutive blocks, transforms and GEMMs alike (NumPy and numba release the GIL),
 # one hand-off per layer. Layers under SERIAL_BELOW values stay on the calling thread.
 SERIAL_BELOW = 1 << 16
+# dW's sum over blocks is grouped in chunks of this many blocks, the unit shared out to
+# threads: a share is at most one chunk longer than another.
+DU_CHUNK_BLOCKS = 4
 _pool = None  # (process id, ThreadPoolExecutor): a forked child needs its own threads
 
 
@@ -674,16 +677,26 @@ def _winograd_backward(dout, saved, geom: ConvGeometry):
                              G, (2 - ph, 2 - pw), (geom.H, geom.W))
     tiles = _winograd.tiles_for((geom.Ho, geom.Wo))
 
-    def run(blocks):  # this run's share of dU
-        dU = xp.zeros((16, G, Fg, Cg), dtype=dout.dtype)
-        for n0, n1 in blocks:
-            V = t.input_transform(x[n0:n1], geom.padding, tiles).reshape(16, G, Cg, -1)
-            dM = t.output_transform_adjoint(dout[n0:n1], tiles).reshape(16, G, Fg, -1)
-            dU += xp.matmul(dM, V.swapaxes(-1, -2))
-        return dU
+    def run(chunks):  # one partial dU per chunk of blocks
+        partials = []
+        for chunk in chunks:
+            dU = xp.zeros((16, G, Fg, Cg), dtype=dout.dtype)
+            for n0, n1 in chunk:
+                V = t.input_transform(x[n0:n1], geom.padding, tiles).reshape(16, G, Cg, -1)
+                dM = t.output_transform_adjoint(dout[n0:n1], tiles).reshape(16, G, Fg, -1)
+                dU += xp.matmul(dM, V.swapaxes(-1, -2))
+            partials.append(dU)
+        return partials
 
+    # The sum is grouped by fixed chunks of blocks, added in order, whatever the number of
+    # threads: dW comes out bit for bit the same on any machine and thread setting.
     blocks = list(_winograd_blocks(geom.N, geom.C + geom.F, tiles, dout))
-    return dx, _winograd.filter_transform_adjoint(sum(_block_runs(run, blocks, dout)))
+    chunks = [blocks[k:k + DU_CHUNK_BLOCKS] for k in range(0, len(blocks), DU_CHUNK_BLOCKS)]
+    partials = [dU for run_partials in _block_runs(run, chunks, dout) for dU in run_partials]
+    dU = partials[0]
+    for partial in partials[1:]:
+        dU += partial
+    return dx, _winograd.filter_transform_adjoint(dU)
 
 
 _FORWARD = {"loops": _loops_forward, "fft": _fft_forward,  # im2col also takes the bias

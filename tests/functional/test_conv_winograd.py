@@ -182,6 +182,21 @@ def test_blocks_shared_out_to_threads_give_the_same_result(threads, kernel_mode,
         assert diff < AGREE_TOL, f"{threads} threads: {name} off by {diff:.2e}"
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_thread_count_changes_no_bit_of_the_result(threads, kernel_mode, monkeypatch):
+    """dW sums its blocks in fixed chunks, added in order, so runs reproduce bit for bit on
+    any thread setting (resume and the Ray-vs-serial studies compare results exactly)."""
+    x, w, b = (a.astype(np.float32) for a in _arrays(11, 4, 6, 5, 4, 2))
+    monkeypatch.setattr(conv, "WINOGRAD_CPU_BLOCK_BYTES", 1)  # one image per block: 3 chunks
+    monkeypatch.setattr(conv, "SERIAL_BELOW", 0)
+    monkeypatch.setattr(conv, "blas_threads", lambda: 1)
+    _, one = _run(x, w, b, "winograd", padding=1, groups=2)
+    monkeypatch.setattr(conv, "blas_threads", lambda: threads)
+    _, shared = _run(x, w, b, "winograd", padding=1, groups=2)
+    for got, want in zip(shared, one):
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("mode, expected", [("numpy", "im2col"), ("numba", "winograd")])
 def test_auto_runs_winograd_only_where_the_compiled_transforms_do(mode, expected, monkeypatch):
     """'auto' (the layers' default) takes Winograd only with numba's kernels: its NumPy
