@@ -53,7 +53,11 @@ def _channels_last_flat(a):
 
 def _per_channel(v, L: int):
     """A (C,) vector as a contiguous (C, L) array, each row constant: it broadcasts against
-    (N, C, L) along N only, so an element-wise op runs N long loops (see the module docstring)."""
+    (N, C, L) along N only, so an element-wise op runs N long loops (see the module docstring).
+
+    Full-size outputs are allocated before it: made first, this small array can take the start
+    of a just-freed full-size block, and the full-size array then needs fresh memory.
+    """
     xp = backend.get_array_module(v)
     return xp.broadcast_to(v[:, None], (v.shape[0], L)).copy()
 
@@ -93,7 +97,8 @@ def batchnorm_forward(x, gamma, beta, eps: float = 1e-5, mean=None, var=None):
             mean = x3.sum(axis=(0, 2)) / m
             # Two-pass variance, E[(x - mean)^2]: it does not cancel catastrophically like
             # E[x^2] - mean^2. ``centred`` becomes x_hat below, so it costs nothing extra.
-            centred = x3 - _per_channel(mean, L)
+            centred = xp.empty_like(x3)  # before the (C, L) constant: see _per_channel
+            xp.subtract(x3, _per_channel(mean, L), out=centred)
             var = xp.einsum("ncl,ncl->c", centred, centred) / m
     else:
         mean, var = mean.astype(x.dtype, copy=False), var.astype(x.dtype, copy=False)
@@ -103,7 +108,8 @@ def batchnorm_forward(x, gamma, beta, eps: float = 1e-5, mean=None, var=None):
     else:
         x_hat = centred if batch_stats else x3 - _per_channel(mean, L)
         x_hat *= _per_channel(inv_std, L)
-        out = x_hat * _per_channel(gamma, L)
+        out = xp.empty_like(x_hat)
+        xp.multiply(x_hat, _per_channel(gamma, L), out=out)
         out += _per_channel(beta, L)
     cache = BatchNormCache(x_hat.reshape(x.shape), inv_std, gamma, batch_stats, mean, var)
     return out.reshape(x.shape), cache
@@ -135,7 +141,8 @@ def batchnorm_backward(dout, cache):
         dx = (d3 * _per_channel(scale, L)).astype(dtype, copy=False)
     else:
         # In place on one new array: dx = scale * (dout - (x_hat * dgamma/m + dbeta/m)).
-        dx = x_hat * _per_channel((dgamma / m).astype(dtype, copy=False), L)
+        dx = xp.empty_like(x_hat)
+        xp.multiply(x_hat, _per_channel((dgamma / m).astype(dtype, copy=False), L), out=dx)
         dx += _per_channel((dbeta / m).astype(dtype, copy=False), L)
         xp.subtract(d3, dx, out=dx)
         dx *= _per_channel(scale, L)
