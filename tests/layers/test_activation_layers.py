@@ -1,5 +1,6 @@
 """Activations: gradient checks, PyTorch agreement, stability, dtypes, factory and errors;
 CReLU (doubles the channels) and Swish's fixed or trainable beta."""
+import copy
 import re
 
 import numpy as np
@@ -96,6 +97,11 @@ def test_elu_large_inputs_do_not_warn():
 ], ids=repr)
 def test_dtype_follows_input(xp, layer, dtype):
     # numpy float64 hyper-parameters must not promote float32 inputs (NEP 50 rules).
+    # A fresh copy per case, on x's device: a trainable Swish's beta (and its grad) must be
+    # where x is, and must not carry a gradient over from another case.
+    layer = copy.deepcopy(layer)
+    if xp is not np:
+        layer.to("gpu")
     x = xp.asarray(away_from_zero((2, 3, 4)), dtype=dtype)
     y = layer(x)
     dx = layer.backward(xp.ones_like(y))
