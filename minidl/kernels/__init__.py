@@ -22,11 +22,12 @@ What is compiled (each kernel once per dtype used, float32 and float64, on first
                        the conv shares a layer's image blocks across threads itself); they are
                        why the conv's default method "auto" picks winograd when kernels are on
 
-The kernels are written parallel (numba's ``prange``) but run on ONE thread by default
-(``_threads.default_threads``): BLAS keeps its own threads, and on a 2-core machine a vgg38
-step was fastest with one-thread kernels, idle (1719 ms, against 2513 ms on two threads and
-1917 ms in NumPy) and busy alike. ``NUMBA_NUM_THREADS=N`` gives them N threads; arrays under
-65,536 elements always run on one.
+Each kernel is serial and releases the GIL; a large call is cut into shares, one per thread,
+run at once by the calling thread and a small pool (``_threads.run_shares``; the convolution
+shares its image blocks out the same way). As many threads as BLAS uses, so the kernels run
+on BLAS's cores between its calls; ``MINIDL_KERNEL_THREADS=N`` sets another count. Calls
+under 262,144 elements stay on the calling thread. (Not numba's ``parallel=True``: its
+OpenMP threads spin while waiting and slowed a 2-core vgg38 step from 1719 to 2513 ms.)
 """
 from __future__ import annotations
 

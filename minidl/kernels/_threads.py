@@ -1,45 +1,69 @@
-"""How many threads a compiled kernel uses for one call."""
+"""How a compiled kernel's work is shared out to threads: ``run_shares``.
+
+Every kernel here is serial and releases the GIL (``nogil=True``), and takes the range
+``lo, hi`` of rows (planes or elements) it should do. A large array is cut into consecutive
+shares, one per thread: the calling thread does the first, threads of a small pool the
+others. Not numba's own ``parallel=True`` threads: those (OpenMP) spin while they wait, and
+on a 2-core machine they spun against BLAS's threads between the kernels (a vgg38 --bn
+--residual step took 2513 ms with two numba threads, against 1719 with one; idle, 2 BLAS
+threads). Pool threads sleep while they wait, as the convolution's block threads do.
+"""
 from __future__ import annotations
 
-import contextlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 
-import numba
-
-# Below this many elements a kernel runs on one thread. Starting a parallel region costs
-# microseconds on an idle machine, but on a busy one (test workers, other jobs) the region
-# waits for its slowest thread to be scheduled: a gradient check of a few hundred values,
-# each a kernel call, took 25 s on two threads instead of 0.25 s on one.
-SERIAL_BELOW = 1 << 16
+# Below this many elements a kernel runs on the calling thread alone. Handing a share to
+# another thread costs tens of microseconds on an idle machine, and on a busy one (test
+# workers, other jobs) a wait for that thread to be scheduled.
+SERIAL_BELOW = 1 << 18
+_pool = None  # (process id, ThreadPoolExecutor): a forked child needs its own threads
 
 
-@contextlib.contextmanager
-def threads_for(size: int):
-    """Run the block on one thread for a small array, else on numba's current thread count."""
-    if size >= SERIAL_BELOW:
-        yield
+def threads() -> int:
+    """How many threads share a large kernel call: ``MINIDL_KERNEL_THREADS`` if set, else as
+    many as BLAS uses (the first of OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, OMP_NUM_THREADS
+    that is set, else the number of CPUs): the kernels run between BLAS calls, on its cores."""
+    for var in ("MINIDL_KERNEL_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value:
+            try:
+                count = int(value.split(",")[0])  # OpenMP may list one count per level
+            except ValueError:
+                if var == "MINIDL_KERNEL_THREADS":
+                    raise ValueError(f"MINIDL_KERNEL_THREADS must be a positive integer, "
+                                     f"got {value!r}") from None
+                break
+            if var == "MINIDL_KERNEL_THREADS" and count < 1:
+                raise ValueError(f"MINIDL_KERNEL_THREADS must be a positive integer, got {count}")
+            return max(1, count)
+    return os.cpu_count() or 1
+
+
+def shares(rows: int, size: int) -> list[tuple[int, int]]:
+    """``(lo, hi)`` bounds of consecutive shares of ``rows`` rows, one per thread (a single
+    share when the call touches fewer than SERIAL_BELOW elements, ``size``)."""
+    count = 1 if size < SERIAL_BELOW else max(1, min(threads(), rows))
+    bounds = [rows * k // count for k in range(count + 1)]
+    return list(zip(bounds, bounds[1:]))
+
+
+def run_shares(kernel, rows: int, size: int, *args) -> None:
+    """``kernel(*args, lo, hi)`` for every share of ``rows`` rows: the first on this thread,
+    the others on the pool's threads at the same time; returns when all are done (and raises
+    the first share's error, if any)."""
+    global _pool
+    bounds = shares(rows, size)
+    if len(bounds) == 1:
+        kernel(*args, 0, rows)
         return
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
+    helpers = len(bounds) - 1
+    if _pool is None or _pool[0] != os.getpid() or _pool[1]._max_workers < helpers:
+        _pool = (os.getpid(), ThreadPoolExecutor(helpers, thread_name_prefix="minidl-kernel"))
+    futures = [_pool[1].submit(kernel, *args, lo, hi) for lo, hi in bounds[1:]]
     try:
-        yield
+        kernel(*args, *bounds[0])
     finally:
-        numba.set_num_threads(before)
-
-
-def default_threads() -> int:
-    """One thread for the kernels unless ``NUMBA_NUM_THREADS`` asks for more; returns the count.
-
-    The kernels are memory-bound element-wise passes that run between BLAS calls, and BLAS
-    keeps its own thread pool: two pools on the same cores wait for each other. Measured on an
-    idle 2-core machine (python -m minidl.bench --only step, OpenBLAS on 2 threads): a vgg38
-    --bn --residual step took 1719 ms with one-thread kernels, 2513 ms with two, and 1917 ms
-    on the NumPy path; on a busy one (load average 11), interleaved in one process, 96 s with
-    one-thread kernels and 148 s with two. An explicit ``NUMBA_NUM_THREADS`` is left as it is.
-    """
-    if "NUMBA_NUM_THREADS" not in os.environ:
-        numba.set_num_threads(1)
-    return numba.get_num_threads()
-
-
-default_threads()
+        for future in futures:
+            future.result()
