@@ -31,7 +31,7 @@ lint: install-test  ## ruff (pyflakes rules, configured in pyproject.toml)
 # Two workers with one BLAS thread each: more threads than cores makes small GEMMs much slower.
 # The notebooks run at their CI size (MINIDL_NOTEBOOK_SIZE=ci) and need Fashion-MNIST: hence `data`.
 test: install-test data lint  ## the whole test suite, notebooks included
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 MINIDL_NOTEBOOK_SIZE=ci \
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MINIDL_KERNEL_THREADS=1 MINIDL_NOTEBOOK_SIZE=ci \
 	  $(PYTHON) -m pytest -q -n 2
 
 # --resume: running `make train` again continues (or extends, with a larger EPOCHS) the same run.

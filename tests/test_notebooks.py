@@ -50,7 +50,7 @@ def test_notebook_executes(path):
     env.setdefault("MINIDL_NOTEBOOK_SIZE", "ci")
     # pytest -n 2 runs two kernels at once: one thread each, or small GEMMs (and numba's
     # parallel kernels) oversubscribe the cores and slow down many times (`make test` sets these).
-    for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MINIDL_KERNEL_THREADS"):
         env.setdefault(threads, "1")
     deadline = time.monotonic() + NOTEBOOK_TIMEOUT_S
     current = {}

@@ -96,7 +96,7 @@ def machine(torch_twins) -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version(),
             "cpus": os.cpu_count(), "numpy": np.__version__,
             "threads_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                         "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+                                                         "MKL_NUM_THREADS", "MINIDL_KERNEL_THREADS")
                             if k in os.environ},
             "minidl_source": str(Path(__file__).resolve().parents[2]),
             "minidl_commit": _git_commit(), "numba": None, "torch": None, "torch_threads": None}
@@ -112,7 +112,10 @@ def machine(torch_twins) -> dict:
         info["blas"] = None
     if kernels.numba_available():
         import numba
+
+        from ..kernels import _threads
         info["numba"] = numba.__version__
+        info["kernel_threads"] = _threads.threads()  # threads sharing a large kernel call
     if torch_twins is not None:
         info["torch"] = torch_twins.torch.__version__
         info["torch_threads"] = torch_twins.torch.get_num_threads()

@@ -123,7 +123,9 @@ def header(results: dict) -> str:
              f"- {m.get('cpu') or 'unknown CPU'}, {m['cpus']} CPUs; Python {m['python']}, "
              f"NumPy {m['numpy']} ({m.get('blas') or 'BLAS unknown'}), numba {m['numba']}, "
              f"torch {m['torch']} ({m['torch_threads']} threads)",
-             f"- threads: {threads}; 1-minute load average {_num(load.get('start'))} at the "
+             f"- threads: {threads}"
+             + (f" (numba kernels: {m['kernel_threads']})" if m.get("kernel_threads") else "")
+             + f"; 1-minute load average {_num(load.get('start'))} at the "
              f"start, {_num(load.get('end'))} at the end",
              f"- kernel paths: {', '.join(results['kernels'])}"
              + ("; --quick (a smoke run, not a measurement)" if results["quick"] else ""), ""]
