@@ -81,6 +81,9 @@ def test_contenders_are_pairs_or_the_cross_product():
     assert epoch.cross(["numpy", "auto"], ("im2col", "winograd")) == [
         ("numpy", "im2col"), ("auto", "im2col"), ("numpy", "winograd"), ("auto", "winograd")]
     assert epoch.parse_contender("auto/winograd") == ("auto", "winograd")
+    # by default each kernel path runs the models' own default, conv method "auto"
+    assert epoch.cross(["numpy", "auto"]) == [("numpy", "auto"), ("auto", "auto")]
+    assert epoch.parser().parse_args([]).conv_method == ["auto"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -26,15 +26,16 @@ from pathlib import Path
 import numpy as np
 
 from .. import data, losses, models, optim
-from ..functional.conv import METHODS
+from ..functional.conv import CHOICES as _CONV_CHOICES
 from ..metrics import count_correct
 from . import report, timing
 
 MODEL = ("vgg38", {"bn": True, "residual": True})
 KERNEL_CHOICES = ("numpy", "auto", "numba")
+METHOD_CHOICES = _CONV_CHOICES[1:]  # every algorithm but the loops reference, and "auto"
 
 
-def build(splits, conv_method: str = "im2col", seed: int = 0):
+def build(splits, conv_method: str = "auto", seed: int = 0):
     """The vgg38 --bn --residual network for ``splits``' images (seeded: equal copies)."""
     name, options = MODEL
     return models.build(name, in_channels=splits.in_channels, num_classes=splits.num_classes,
@@ -137,7 +138,7 @@ def _whole(seconds: list, batches: int) -> float:
     return seconds[0] + statistics.mean(seconds[1:]) * (batches - 1)
 
 
-def cross(modes, conv_methods=("im2col",)) -> list:
+def cross(modes, conv_methods=("auto",)) -> list:
     """Every (kernel path, conv method) pair: the minidl contenders of ``run``."""
     return [(mode, method) for method in conv_methods for mode in modes]
 
@@ -145,10 +146,10 @@ def cross(modes, conv_methods=("im2col",)) -> list:
 def parse_contender(text: str) -> tuple:
     """``"auto/winograd"`` -> ("auto", "winograd"); ValueError naming the valid choices."""
     mode, _, method = text.partition("/")
-    if mode not in KERNEL_CHOICES or method not in METHODS[1:]:
+    if mode not in KERNEL_CHOICES or method not in METHOD_CHOICES:
         raise ValueError(f"contender {text!r}: expected KERNELS/METHOD with KERNELS one of "
                          f"{', '.join(KERNEL_CHOICES)} and METHOD one of "
-                         f"{', '.join(METHODS[1:])}, e.g. auto/winograd")
+                         f"{', '.join(METHOD_CHOICES)}, e.g. auto/winograd")
     return mode, method
 
 
@@ -169,7 +170,7 @@ def run(pairs, steps: int | None, with_torch: bool, validate: bool, batch_size: 
     methods = list(dict.fromkeys(method for _, method in pairs))
     contenders = {}
     for mode, method in pairs:
-        name = f"minidl {mode}" + (f" {method}" if methods != ["im2col"] else "")
+        name = f"minidl {mode}" + (f" {method}" if methods != ["auto"] else "")
         contenders[name] = _Minidl(build(splits, method), mode, lr)
     if with_torch:
         contenders["torch"] = _Torch(build(splits), lr)
@@ -193,7 +194,7 @@ def run(pairs, steps: int | None, with_torch: bool, validate: bool, batch_size: 
     torch_row = next((r for r in rows if r["contender"] == "torch"), None)
     for r in rows:
         r["x_torch"] = r["epoch_seconds"] / torch_row["epoch_seconds"] if torch_row else None
-    model = "vgg38 --bn --residual" + ("" if methods == ["im2col"] else
+    model = "vgg38 --bn --residual" + ("" if methods == ["auto"] else
                                        f" --conv-method {' | '.join(methods)}")
     return {"schema": "minidl.bench.epoch/1", "model": model,
             "batch_size": batch_size, "lr": lr, "train_images": len(x_train),
@@ -236,9 +237,10 @@ def parser() -> argparse.ArgumentParser:
                         "(default: the whole epoch, 570 steps)")
     p.add_argument("--kernels", nargs="+", default=["numpy", "auto"], choices=KERNEL_CHOICES,
                    help="minidl kernel paths (MINIDL_KERNELS), default: numpy auto")
-    p.add_argument("--conv-method", nargs="+", default=["im2col"], choices=METHODS[1:],
+    p.add_argument("--conv-method", nargs="+", default=["auto"], choices=METHOD_CHOICES,
                    help="minidl's convolution algorithm(s), each a contender per kernel path "
-                        "(default im2col, the model's default)")
+                        "(default auto, the model's default: winograd where the numba kernels "
+                        "run, im2col on the NumPy path)")
     p.add_argument("--contenders", nargs="+", metavar="KERNELS/METHOD",
                    help="the minidl contenders as pairs instead of every --kernels x "
                         "--conv-method, e.g. numpy/im2col auto/im2col auto/winograd")
