@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+from ..functional.conv import blas_threads
+
 # Below this many elements a kernel runs on the calling thread alone. Handing a share to
 # another thread costs tens of microseconds on an idle machine, and on a busy one (test
 # workers, other jobs) a wait for that thread to be scheduled.
@@ -22,23 +24,19 @@ _pool = None  # (process id, ThreadPoolExecutor): a forked child needs its own t
 
 def threads() -> int:
     """How many threads share a large kernel call: ``MINIDL_KERNEL_THREADS`` if set, else as
-    many as BLAS uses (the first of OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, OMP_NUM_THREADS
-    that is set, else the number of CPUs): the kernels run between BLAS calls, on its cores."""
-    for var in ("MINIDL_KERNEL_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "OMP_NUM_THREADS"):
-        value = os.environ.get(var, "").strip()
-        if value:
-            try:
-                count = int(value.split(",")[0])  # OpenMP may list one count per level
-            except ValueError:
-                if var == "MINIDL_KERNEL_THREADS":
-                    raise ValueError(f"MINIDL_KERNEL_THREADS must be a positive integer, "
-                                     f"got {value!r}") from None
-                break
-            if var == "MINIDL_KERNEL_THREADS" and count < 1:
-                raise ValueError(f"MINIDL_KERNEL_THREADS must be a positive integer, got {count}")
-            return max(1, count)
-    return os.cpu_count() or 1
+    many as BLAS uses (``functional.conv.blas_threads``): the kernels run between BLAS calls,
+    on its cores."""
+    value = os.environ.get("MINIDL_KERNEL_THREADS", "").strip()
+    if not value:
+        return blas_threads()
+    try:
+        count = int(value.split(",")[0])
+    except ValueError:
+        raise ValueError(f"MINIDL_KERNEL_THREADS must be a positive integer, "
+                         f"got {value!r}") from None
+    if count < 1:
+        raise ValueError(f"MINIDL_KERNEL_THREADS must be a positive integer, got {count}")
+    return count
 
 
 def shares(rows: int, size: int) -> list[tuple[int, int]]:
