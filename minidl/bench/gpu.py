@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import backend, losses, optim
-from . import cases
+from . import cases, step as step_mod, timing
+from .measure import _relative_difference as relative_difference
 
 MIB = 2.0 ** 20
 
@@ -56,26 +56,21 @@ def _torch_cuda():
     return torch
 
 
-def _timed(fn, sync) -> float:
-    """Seconds of ``fn()`` with the device idle before and drained after."""
-    sync()
-    start = time.perf_counter()
-    fn()
-    sync()
-    return time.perf_counter() - start
-
-
-def _interleaved(contenders: dict, repeats: int, sync, warmup: int = 2) -> dict:
-    """{name: median ms} of each contender, called in turn per repeat after ``warmup`` calls
-    (CuPy compiles its kernels on first use, cuDNN picks its algorithms)."""
-    for fn in contenders.values():
-        for _ in range(warmup):
+def _median_ms(contenders: dict, repeats: int, sync, warmup: int = 2) -> dict:
+    """{name: median ms} of each contender, timed in turn per repeat (``timing.interleaved``)
+    after ``warmup`` calls (CuPy compiles its kernels on first use, cuDNN picks its
+    algorithms), the device idle before each timed call and drained after it."""
+    def timed(fn):
+        def call():
+            sync()
+            start = time.perf_counter()
             fn()
-    samples = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
-            samples[name].append(_timed(fn, sync))
-    return {name: 1e3 * statistics.median(s) for name, s in samples.items()}
+            sync()
+            return (time.perf_counter() - start,)
+        return call
+    samples = timing.interleaved({name: timed(fn) for name, fn in contenders.items()},
+                                 repeats, warmup)
+    return {name: timing.median_ms(s) for name, s in samples.items()}
 
 
 def _layer_pass(layer, x, dout):
@@ -91,10 +86,6 @@ def _torch_pass(module, xt, dt):
         xt.grad = None
         module(xt).backward(dt)
     return run
-
-
-def _relative_difference(ours, theirs) -> float:
-    return float(np.max(np.abs(ours - theirs)) / max(np.max(np.abs(theirs)), 1e-30))
 
 
 def op_rows(cp, torch, batch: int, repeats: int, log) -> list[dict]:
@@ -126,10 +117,10 @@ def op_rows(cp, torch, batch: int, repeats: int, log) -> list[dict]:
             layer.to("gpu")
             contenders[impl] = _layer_pass(layer, x, dout)
             if theirs is not None:  # same forward: the timings compare like with like
-                checks[impl] = _relative_difference(backend.asnumpy(layer.forward(x)), theirs)
+                checks[impl] = relative_difference(backend.asnumpy(layer.forward(x)), theirs)
         if torch is not None:
             contenders["torch"] = _torch_pass(module, xt, dt)
-        ms = _interleaved(contenders, repeats, _sync(cp, torch))
+        ms = _median_ms(contenders, repeats, _sync(cp, torch))
         for impl in impls:
             rows.append({"case": case.name, "shape": case.describe(), "impl": impl,
                          "ms": ms[impl], "torch_ms": ms.get("torch"),
@@ -148,7 +139,6 @@ def _sync(cp, torch):
 
 def step_row(cp, torch, batch: int, repeats: int, log) -> dict:
     """One vgg38 --bn --residual training step, minidl (CuPy) against PyTorch (CUDA)."""
-    from . import step as step_mod  # noqa: PLC0415
     case = cases.CASES["step"].with_batch(batch)
     log(f"gpu {case.name}: {case.describe()}")
     model = case.build_model()
@@ -167,7 +157,7 @@ def step_row(cp, torch, batch: int, repeats: int, log) -> dict:
         torch.cuda.reset_peak_memory_stats()
         contenders["torch"] = step_mod.torch_step(twin, x_host, y_host, device="cuda")
     first = {name: fn() for name, fn in contenders.items()}  # same weights: same first loss
-    ms = _interleaved(contenders, repeats, _sync(cp, torch))
+    ms = _median_ms(contenders, repeats, _sync(cp, torch))
     row = {"case": case.name, "shape": case.describe(), "impl": "model", "ms": ms["minidl"],
            "torch_ms": ms.get("torch"), "ratio": ms["minidl"] / ms["torch"] if twin else None,
            "check": (abs(first["minidl"] - first["torch"]) / abs(first["torch"])
@@ -211,7 +201,6 @@ def copies_per_step(cp, torch, batch: int, steps: int, log) -> dict:
                 "float(cupy_array)", "calibration": calibration}
     case = cases.CASES["step"].with_batch(batch)
     model = case.build_model(seed=1).to("gpu")
-    from . import step as step_mod  # noqa: PLC0415
     x_host, y_host = step_mod.batch(case)
     loss_fn, opt = losses.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-3)
     flow = metrics.GradientFlow(model)
