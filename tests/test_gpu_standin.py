@@ -34,6 +34,16 @@ def _argv(data_dir, out, device, epochs=2, *extra):
             "--device", device, "--no-progress", "--no-plots", *extra]
 
 
+def _install_with_cpu_blocks(monkeypatch):
+    """The stand-in GPU, with the conv's image blocks sized as on the CPU: blocks are sized per
+    device, and the same size on both makes every sum run in the same order, so any other
+    difference between the two paths shows as a bit flip."""
+    install(monkeypatch)
+    monkeypatch.setattr(conv_ops, "GPU_BLOCK_BYTES",
+                        conv_ops.CPU_BLOCK_BYTES[conv_ops.blas_threaded()])
+    monkeypatch.setattr(conv_ops, "WINOGRAD_GPU_BLOCK_BYTES", conv_ops.WINOGRAD_CPU_BLOCK_BYTES)
+
+
 def _state(out):
     """The checkpoint's arrays: model, optimiser, RNG and progress (not its config text)."""
     with np.load(out / "checkpoints" / "latest.npz") as f:
@@ -50,11 +60,7 @@ def _losses(out):
 def test_a_gpu_run_equals_the_cpu_run_and_resumes_exactly(data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("MINIDL_KERNELS", "numpy")  # the stand-in's path: the same NumPy ops
     assert train.main(_argv(data_dir, tmp_path / "cpu", "cpu")) == 0
-    install(monkeypatch)
-    # the conv's image blocks are sized per device; the same size on both makes every sum
-    # run in the same order, so any other difference between the paths shows as a bit flip
-    monkeypatch.setattr(conv_ops, "GPU_BLOCK_BYTES",
-                        conv_ops.CPU_BLOCK_BYTES[conv_ops.blas_threaded()])
+    _install_with_cpu_blocks(monkeypatch)
     assert train.main(_argv(data_dir, tmp_path / "gpu", "gpu")) == 0
     assert train.main(_argv(data_dir, tmp_path / "half", "gpu", 1)) == 0
     assert train.main(_argv(data_dir, tmp_path / "half", "gpu", 2, "--resume")) == 0
@@ -105,11 +111,7 @@ def test_every_model_steps_on_the_device_as_on_the_cpu(name, monkeypatch):
     results = {}
     for device in ("cpu", "gpu"):
         if device == "gpu":
-            install(monkeypatch)
-            monkeypatch.setattr(conv_ops, "GPU_BLOCK_BYTES",
-                                conv_ops.CPU_BLOCK_BYTES[conv_ops.blas_threaded()])
-            monkeypatch.setattr(conv_ops, "WINOGRAD_GPU_BLOCK_BYTES",
-                                conv_ops.WINOGRAD_CPU_BLOCK_BYTES)
+            _install_with_cpu_blocks(monkeypatch)
         model = models.build(name, in_channels=1, num_classes=4, seed=0, **size).to(device)
         opt, loss_fn = optim.Adam(model.parameters(), lr=1e-3), losses.CrossEntropyLoss()
         xb, yb = backend.to_device(x, device), backend.to_device(y, device)
@@ -169,9 +171,7 @@ def test_a_study_with_device_side_analysis_runs_on_the_device_as_on_the_cpu(
     common = ["run", study, "--quick", "--dataset", "fashion_mnist", "--data-dir",
               str(data_dir)]
     assert coursework([*common, "--out-root", str(tmp_path / "cpu")]) == 0
-    install(monkeypatch)
-    monkeypatch.setattr(conv_ops, "GPU_BLOCK_BYTES",
-                        conv_ops.CPU_BLOCK_BYTES[conv_ops.blas_threaded()])
+    _install_with_cpu_blocks(monkeypatch)
     assert coursework([*common, "--device", "gpu", "--out-root", str(tmp_path / "gpu")]) == 0
     cpu, gpu = _numbers(tmp_path / "cpu"), _numbers(tmp_path / "gpu")
     assert len(cpu) >= 4 and gpu == cpu
