@@ -74,11 +74,13 @@ def _sum_into_fresh(dx, skip, dout):
 
     Not safe when dx may be ``dout`` itself or share its memory (a body that passes the
     gradient through: an empty Sequential, Flatten, Dropout in evaluation mode), since dout
-    also feeds the shortcut and the caller; nor when it shares memory with ``skip``, or when
-    the dtypes differ (float32 + float64 must give float64). Then a new array is made.
+    also feeds the shortcut and the caller; nor when it shares memory with ``skip``, when
+    the dtypes differ (float32 + float64 must give float64), or when a body hands back a
+    read-only array (CuPy arrays have no such flag). Then a new array is made.
     """
     xp = backend.get_array_module(dx)
-    if dx.dtype != skip.dtype or xp.may_share_memory(dx, dout) or xp.may_share_memory(dx, skip):
+    if (dx.dtype != skip.dtype or not getattr(dx.flags, "writeable", True)
+            or xp.may_share_memory(dx, dout) or xp.may_share_memory(dx, skip)):
         return dx + skip
     dx += skip
     return dx

@@ -250,18 +250,21 @@ def test_residual_gradcheck(with_shortcut):
 
 
 class _Twice(L.Layer):
-    """Doubles its input; its backward returns a fresh array in ``grad_dtype``."""
+    """Doubles its input; its backward returns a fresh array in ``grad_dtype`` (read-only
+    when ``read_only``)."""
 
-    def __init__(self, grad_dtype=None):
+    def __init__(self, grad_dtype=None, read_only=False):
         super().__init__()
-        self.grad_dtype = grad_dtype
+        self.grad_dtype, self.read_only = grad_dtype, read_only
 
     def forward(self, x):
         self._cache = True
         return 2 * x
 
     def backward(self, dout):
-        return (2 * dout).astype(self.grad_dtype or dout.dtype)
+        dx = (2 * dout).astype(self.grad_dtype or dout.dtype)
+        dx.flags.writeable = not self.read_only
+        return dx
 
 
 # Residual.backward adds the branches' gradients into the body's in place when that array is
@@ -271,7 +274,8 @@ class _Twice(L.Layer):
     (L.Dropout(0.5), None, 2.0),                      # so does Dropout in evaluation mode
     (L.Flatten(), L.Flatten(), 2.0),                  # both branches return views of dout
     (L.Flatten(), L.Sequential(L.Flatten(), _Twice()), 3.0),  # a view of dout + a fresh array
-], ids=["identity", "dropout-eval", "views", "view-and-fresh"])
+    (_Twice(read_only=True), None, 3.0),              # a fresh but read-only body gradient
+], ids=["identity", "dropout-eval", "views", "view-and-fresh", "read-only"])
 def test_residual_backward_never_writes_into_dout(body, shortcut, factor):
     block = L.Residual(body, shortcut).eval()
     x = rng_for(0).standard_normal((2, 3, 2, 2)).astype(np.float32)
