@@ -138,18 +138,8 @@ def torch_profile(module, x, y):
     each call also runs one step unprofiled, and the profiled parts are scaled to its time:
     the split is the profiler's, the total the plain step's.
     """
-    import torch
     from torch.profiler import ProfilerActivity, profile as torch_profiler
-    opt = torch.optim.Adam(module.parameters(), lr=1e-3)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    module.train()
-
-    def one_step():
-        opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(module(xt), yt)
-        loss.backward()
-        opt.step()
-        loss.item()
+    one_step = step.torch_step(module, x, y)
 
     def profile():
         t0 = time.perf_counter()
