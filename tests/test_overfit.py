@@ -1,5 +1,6 @@
 """End to end without the CLI: small networks trained with Adam and CrossEntropyLoss memorise a
-fixed batch of 32 samples with random labels (100 % training accuracy) within a step budget.
+fixed batch of 32 samples with random labels within a step budget: every sample's own label gets
+a probability above 1/2 (so 100 % training accuracy, with a margin).
 
 A wrong sign or a missing term in any backward pass, or an optimiser that ignores a parameter,
 keeps a network from memorising noise, so this checks forward, loss, backward and update together.
@@ -24,16 +25,28 @@ def accuracy(model, x, y) -> float:
     return int(count_correct(model(x), y)) / len(y)
 
 
+def label_probabilities(logits, y):
+    """softmax(logits)[i, y[i]] for every sample i: (N,)."""
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return z[np.arange(len(y)), y] / z.sum(axis=1)
+
+
 def steps_to_memorise(model, x, y, lr: float, max_steps: int):
-    """Train on (x, y) until the training-mode predictions are all right; returns
-    (steps taken or None, the last loss)."""
+    """Train on (x, y) until, in training mode, every sample's label has probability > 1/2;
+    returns (steps taken or None, the last loss).
+
+    Not "argmax right": a sample memorised with a hair's margin flips in evaluation mode,
+    where BatchNorm uses running statistics (with the unbiased variance: a few % off the
+    batch's at the 1x1 maps of the last stage). That made the vgg38 case pass or fail on
+    rounding (9 of 16 seeds passed with 4 filters, lr 3e-2, argmax); this criterion passes all
+    16 with at most 65 steps, on both kernel paths."""
     opt = optim.Adam(model.parameters(), lr=lr)
     criterion = losses.CrossEntropyLoss()
     model.train()
     for step in range(1, max_steps + 1):
         logits = model(x)
         loss = float(criterion(logits, y))
-        if int(count_correct(logits, y)) == len(y):
+        if label_probabilities(logits, y).min() > 0.5:
             return step - 1, loss
         opt.zero_grad()
         model.backward(criterion.backward())
@@ -54,17 +67,19 @@ def small_convnet(seed=0):
 
 
 def small_vgg38(seed=0):
-    """The coursework network with BN and residual blocks: one block per stage, 4 filters."""
-    return models.build("vgg38", in_channels=1, num_classes=CLASSES, num_filters=4,
+    """The coursework network with BN and residual blocks: one block per stage, 16 filters
+    (with 4 it memorised noise only just, in 60 to 250+ steps depending on rounding)."""
+    return models.build("vgg38", in_channels=1, num_classes=CLASSES, num_filters=16,
                         num_blocks_per_stage=1, bn=True, residual=True, seed=seed)
 
 
-# network -> (builder, input shape, Adam learning rate, step budget); with these seeds the
-# networks need 8, 14 and 70 steps, so the budgets leave room for rounding differences only.
+# network -> (builder, input shape, Adam learning rate, step budget). At seed 0 the networks need
+# 10, 17 and 35 steps; over seeds 0-15 at most 13, 22 and 65, on both kernel paths (NumPy and
+# numba): the budgets leave twice that.
 CASES = {
     "mlp": (mlp, (1, 8, 8), 1e-2, 30),
     "convnet": (small_convnet, (1, 8, 8), 1e-2, 40),
-    "vgg38-bn-res": (small_vgg38, (1, 8, 8), 3e-2, 150),
+    "vgg38-bn-res": (small_vgg38, (1, 8, 8), 1e-2, 150),
 }
 
 
