@@ -8,8 +8,14 @@ several times slower in NumPy, because it cannot be vectorised without branches.
 The caches keep the OUTPUT wherever the derivative can be read from it (ReLU, LeakyReLU with a
 slope >= 0, ELU, sigmoid, tanh), as PyTorch does: the next layer usually keeps that array
 anyway (a conv keeps its input), so the cache costs no extra memory. With numba installed
-(``pip install -e ".[fast]"``) LeakyReLU and ReLU's backward run as compiled parallel loops from
+(``pip install -e ".[fast]"``) LeakyReLU and ReLU's backward run as compiled loops from
 ``minidl.kernels.activations``, tested against the NumPy code below.
+
+Threads: ReLU and LeakyReLU, the activations of the coursework networks, do their maths in a
+function of the elements ``lo:hi`` (``_relu``, ``_leaky_relu``, ``_leaky_relu_grad``), and a
+large NumPy array is cut into consecutive shares done at once by a small pool of threads
+(``kernels._threads.share_rows``: NumPy releases the GIL in its loops, so two threads use two
+cores). Element-wise maths gives the same bits however the elements are shared out.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from typing import NamedTuple
 
 from .. import backend, kernels
 from .._shapes import float_input
+from ..kernels._threads import share_rows
 
 
 class ActivationCache(NamedTuple):
@@ -44,6 +51,14 @@ def _compiled(*arrays):
     return None
 
 
+def _rows(*arrays):
+    """Views of same-shaped arrays with one first axis to share out: flat when all are
+    C-contiguous (even shares whatever the shape), else at least 1-d as they are."""
+    if all(a.flags.c_contiguous for a in arrays):
+        return [a.reshape(-1) for a in arrays]
+    return [a.reshape(1) if a.ndim == 0 else a for a in arrays]
+
+
 def _positive(a):
     """1 where ``a > 0``, else 0, in ``a``'s float dtype (a factor to multiply with); the
     comparison writes straight into the float array, with no boolean temporary."""
@@ -67,20 +82,23 @@ def sigmoid(x):
 
 
 # ---------------------------------------------------------------------------- ReLU
+def _relu(x, out, lo, hi):
+    """``out = max(x, 0)`` on elements lo:hi."""
+    backend.get_array_module(x).maximum(x[lo:hi], 0, out=out[lo:hi])
+
+
 def relu_forward(x):
     """max(x, 0) (Nair & Hinton, 2010). x: any shape -> out: same shape."""
     x = float_input(x, "relu_forward")
-    out = backend.get_array_module(x).maximum(x, 0)  # one pass: nothing for a kernel to save
+    out = backend.get_array_module(x).empty_like(x)  # one pass: nothing for a kernel to save
+    share_rows(_relu, *_rows(x, out))
     return out, ActivationCache(out)
 
 
 def relu_backward(dout, cache):
-    """dx = dout where x > 0, else 0 (the subgradient at 0 is taken as 0, as in PyTorch)."""
-    out = cache.saved
-    k = _compiled(dout, out)
-    if k:
-        return k.leaky_relu_backward(dout, out, 0.0)
-    return dout * _positive(out)
+    """dx = dout where x > 0, else 0 (the subgradient at 0 is taken as 0, as in PyTorch): the
+    LeakyReLU backward with slope 0."""
+    return leaky_relu_backward(dout, ActivationCache(cache.saved, 0.0))
 
 
 # ---------------------------------------------------------------------------- LeakyReLU
@@ -97,8 +115,8 @@ def leaky_relu_forward(x, negative_slope=0.01):
     if k:
         out = k.leaky_relu_forward(x, s)
     else:
-        out = x * s
-        (xp.maximum if s <= 1 else xp.minimum)(out, x, out=out)
+        out = xp.empty_like(x)
+        share_rows(_leaky_relu, *_rows(x, out), s)
     # With s >= 0 the output has the sign of x; a negative slope flips it, so keep x then.
     return out, ActivationCache(out if s >= 0 else x, s)
 
@@ -113,14 +131,32 @@ def leaky_relu_backward(dout, cache):
     k = _compiled(dout, saved)
     if k:
         return k.leaky_relu_backward(dout, saved, s)
-    factor = _positive(saved)
-    if 0 <= s <= 1:
-        backend.get_array_module(factor).maximum(factor, s, out=factor)
-    else:
+    xp = backend.get_array_module(saved)
+    dx = xp.empty(saved.shape, dtype=xp.result_type(dout, saved))
+    share_rows(_leaky_relu_grad, *_rows(dout, saved, dx), s)
+    return dx
+
+
+def _leaky_relu(x, out, s, lo, hi):
+    """``out = max(x, s*x)`` (``min`` for s > 1) on elements lo:hi."""
+    xp = backend.get_array_module(x)
+    o = out[lo:hi]
+    xp.multiply(x[lo:hi], s, out=o)
+    (xp.maximum if s <= 1 else xp.minimum)(o, x[lo:hi], out=o)
+
+
+def _leaky_relu_grad(dout, saved, dx, s, lo, hi):
+    """``dx = dout * factor`` on elements lo:hi, the factor built in dx's memory (see
+    ``leaky_relu_backward``); ``[saved > 0]`` alone for s = 0 (ReLU)."""
+    xp = backend.get_array_module(saved)
+    factor = dx[lo:hi]
+    xp.greater(saved[lo:hi], 0, out=factor)
+    if 0 < s <= 1:
+        xp.maximum(factor, s, out=factor)
+    elif s != 0:
         factor *= 1 - s
         factor += s
-    factor *= dout
-    return factor
+    factor *= dout[lo:hi]
 
 
 # ---------------------------------------------------------------------------- ELU

@@ -14,7 +14,15 @@ dominates), the layer about 1.15x in a training step (float32, 100x32x32x32, one
 Sums of products are ``einsum`` contractions that need no full-size temporary. Every
 full-size array made is needed: the forward makes ``x_hat`` (kept for the backward) and
 ``out``, the backward only ``dx``; the rest is done in place. With numba installed the same
-maths runs as two fused parallel passes each way (``minidl.kernels.normalization``).
+maths runs as two fused passes each way (``minidl.kernels.normalization``).
+
+Threads: each pass over memory is one short function of the rows ``lo:hi`` of the batch
+(``_plane_sums``, ``_centre``, ``_affine``; ``_grad_sums``, ``_grad_input``), and a large NumPy
+array is cut into consecutive shares of rows done at once by a small pool of threads
+(``kernels._threads.share_rows``: NumPy releases the GIL in its loops, so two threads use two
+cores). A per-channel sum is first made per (n, c) plane, into an (N, C) array, then added
+over n in one fixed order: the same bits for any number of threads, and the same bits as one
+``sum(axis=(0, 2))`` over the whole array, which adds plane by plane in that order too.
 """
 from __future__ import annotations
 
@@ -22,6 +30,7 @@ from typing import NamedTuple
 
 from .. import backend, kernels
 from .._shapes import float_input
+from ..kernels._threads import share_rows
 
 
 class BatchNormCache(NamedTuple):
@@ -62,6 +71,55 @@ def _per_channel(v, L: int):
     return xp.broadcast_to(v[:, None], (v.shape[0], L)).copy()
 
 
+# ---------------------------------------------------------------------------- one share
+# The maths of rows lo:hi of the batch, one pass over memory each; arrays are (N, C, L) and
+# a per-channel constant is a (C, L) array (``_per_channel``).
+def _plane_sums(x, sums, lo, hi):
+    """``sums[n, c]``: the sum of the L values of plane ``x[n, c]``, for rows lo:hi."""
+    sums[lo:hi] = x[lo:hi].sum(axis=2)
+
+
+def _centre(x, mean, centred, squares, lo, hi):
+    """``centred = x - mean`` and, unless ``squares`` is None (fixed statistics), each
+    plane's sum of squares of it into ``squares[n, c]``."""
+    xp = backend.get_array_module(x)
+    c = centred[lo:hi]
+    xp.subtract(x[lo:hi], mean, out=c)
+    if squares is not None:
+        squares[lo:hi] = xp.einsum("ncl,ncl->nc", c, c)  # no full-size temporary
+
+
+def _affine(x_hat, inv_std, gamma, beta, out, lo, hi):
+    """``x_hat *= inv_std`` (it holds x - mean on entry), ``out = gamma * x_hat + beta``."""
+    xp = backend.get_array_module(x_hat)
+    h, o = x_hat[lo:hi], out[lo:hi]
+    h *= inv_std
+    xp.multiply(h, gamma, out=o)
+    o += beta
+
+
+def _grad_sums(dout, x_hat, sum_d, sum_dx, lo, hi):
+    """Per plane: the sum of dout into ``sum_d[n, c]``, of dout * x_hat into ``sum_dx[n, c]``."""
+    d = dout[lo:hi]
+    sum_d[lo:hi] = d.sum(axis=2)
+    sum_dx[lo:hi] = backend.get_array_module(d).einsum("ncl,ncl->nc", d, x_hat[lo:hi])
+
+
+def _grad_input(dout, x_hat, a, b, scale, dx, lo, hi):
+    """``dx = scale * (dout - (x_hat * a + b))``, in place on dx (a = dgamma/m, b = dbeta/m:
+    batch statistics), or ``dx = scale * dout`` when a is None (fixed statistics)."""
+    xp = backend.get_array_module(dout)
+    d, g = dout[lo:hi], dx[lo:hi]
+    if a is None:
+        xp.multiply(d, scale, out=g)
+        return
+    xp.multiply(x_hat[lo:hi], a, out=g)
+    g += b
+    xp.subtract(d, g, out=g)
+    g *= scale
+
+
+# ---------------------------------------------------------------------------- the op
 def _compiled(*arrays):
     """The compiled kernels when they should run on these arrays, else None (NumPy code)."""
     if kernels.active(*arrays) and len({a.dtype for a in arrays}) == 1:
@@ -94,23 +152,28 @@ def batchnorm_forward(x, gamma, beta, eps: float = 1e-5, mean=None, var=None):
             mean, var = k.batch_stats(x3)
         else:
             m = x3.shape[0] * L
-            mean = x3.sum(axis=(0, 2)) / m
+            sums = xp.empty(x3.shape[:2], dtype=x.dtype)  # (N, C): one sum per plane
+            share_rows(_plane_sums, x3, sums)
+            mean = sums.sum(axis=0) / m
             # Two-pass variance, E[(x - mean)^2]: it does not cancel catastrophically like
             # E[x^2] - mean^2. ``centred`` becomes x_hat below, so it costs nothing extra.
             centred = xp.empty_like(x3)  # before the (C, L) constant: see _per_channel
-            xp.subtract(x3, _per_channel(mean, L), out=centred)
-            var = xp.einsum("ncl,ncl->c", centred, centred) / m
+            share_rows(_centre, x3, _per_channel(mean, L), centred, sums)
+            var = sums.sum(axis=0) / m
     else:
         mean, var = mean.astype(x.dtype, copy=False), var.astype(x.dtype, copy=False)
     inv_std = 1.0 / xp.sqrt(var + eps)
     if k:
         x_hat, out = k.normalise(x3, mean, inv_std, gamma, beta)
     else:
-        x_hat = centred if batch_stats else x3 - _per_channel(mean, L)
-        x_hat *= _per_channel(inv_std, L)
+        if batch_stats:
+            x_hat = centred
+        else:
+            x_hat = xp.empty_like(x3)
+            share_rows(_centre, x3, _per_channel(mean, L), x_hat, None)
         out = xp.empty_like(x_hat)
-        xp.multiply(x_hat, _per_channel(gamma, L), out=out)
-        out += _per_channel(beta, L)
+        share_rows(_affine, x_hat, _per_channel(inv_std, L), _per_channel(gamma, L),
+                   _per_channel(beta, L), out)
     cache = BatchNormCache(x_hat.reshape(x.shape), inv_std, gamma, batch_stats, mean, var)
     return out.reshape(x.shape), cache
 
@@ -134,16 +197,16 @@ def batchnorm_backward(dout, cache):
     if k:
         dx, dgamma, dbeta = k.batchnorm_backward(d3, x_hat, scale, cache.batch_stats)
         return dx.reshape(cache.x_hat.shape), dgamma, dbeta
-    dbeta = d3.sum(axis=(0, 2))
-    dgamma = xp.einsum("ncl,ncl->c", d3, x_hat)
+    sum_d = xp.empty(d3.shape[:2], dtype=d3.dtype)  # (N, C): one sum per plane
+    sum_dx = xp.empty(d3.shape[:2], dtype=xp.result_type(d3, x_hat))
+    share_rows(_grad_sums, d3, x_hat, sum_d, sum_dx)
+    dbeta, dgamma = sum_d.sum(axis=0), sum_dx.sum(axis=0)
     dtype = x_hat.dtype
-    if not cache.batch_stats:
-        dx = (d3 * _per_channel(scale, L)).astype(dtype, copy=False)
+    dx = xp.empty_like(x_hat)
+    if cache.batch_stats:
+        a = _per_channel((dgamma / m).astype(dtype, copy=False), L)
+        b = _per_channel((dbeta / m).astype(dtype, copy=False), L)
     else:
-        # In place on one new array: dx = scale * (dout - (x_hat * dgamma/m + dbeta/m)).
-        dx = xp.empty_like(x_hat)
-        xp.multiply(x_hat, _per_channel((dgamma / m).astype(dtype, copy=False), L), out=dx)
-        dx += _per_channel((dbeta / m).astype(dtype, copy=False), L)
-        xp.subtract(d3, dx, out=dx)
-        dx *= _per_channel(scale, L)
+        a = b = None
+    share_rows(_grad_input, d3, x_hat, a, b, _per_channel(scale, L), dx)
     return dx.reshape(cache.x_hat.shape), dgamma, dbeta

@@ -1,21 +1,32 @@
-"""How a compiled kernel's work is shared out to threads: ``run_shares``.
+"""One small pool of threads that shares a large element-wise or per-plane call out to the
+CPU's cores: ``run_shares`` for compiled kernels, ``share_rows`` for NumPy code.
 
-Every kernel here is serial and releases the GIL (``nogil=True``), and takes the range
-``lo, hi`` of rows (planes or elements) it should do. A large array is cut into consecutive
-shares, one per thread: the calling thread does the first, threads of a small pool the
-others. Not numba's own ``parallel=True`` threads: those (OpenMP) spin while they wait, and
-on a 2-core machine they spun against BLAS's threads between the kernels (a vgg38 --bn
---residual step took 2513 ms with two numba threads, against 1719 with one; idle, 2 BLAS
-threads). Pool threads sleep while they wait, as the convolution's block threads do.
+A call is cut into consecutive shares of rows (planes, batch rows or elements), one per
+thread: the calling thread does the first, the pool's threads the others, at once. This pays
+because the work releases the GIL: every numba kernel here is ``nogil=True``, and NumPy drops
+the GIL inside ufunc loops, reductions and ``einsum``, so the same NumPy code run on two
+halves of the batch by two threads uses two cores (NumPy alone runs each ufunc on one).
+
+What is shared out never decides a result: a share does the same arithmetic on its rows as a
+single call would, and sums over rows are made per row (or plane) first and then added in a
+fixed order by the caller, so any thread count gives the same bits.
+
+Not numba's own ``parallel=True`` threads: those (OpenMP) spin while they wait, and on a
+2-core machine they spun against BLAS's threads between the kernels (a vgg38 --bn --residual
+step took 2513 ms with two numba threads, against 1719 with one; idle, 2 BLAS threads). Pool
+threads sleep while they wait, as the convolution's block threads do.
 """
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
+from .. import backend
 from ..functional.conv import blas_threads
 
-# Below this many elements a kernel runs on the calling thread alone. Handing a share to
+# Below this many elements a call runs on the calling thread alone. Handing a share to
 # another thread costs tens of microseconds on an idle machine, and on a busy one (test
 # workers, other jobs) a wait for that thread to be scheduled.
 SERIAL_BELOW = 1 << 18
@@ -23,9 +34,9 @@ _pool = None  # (process id, ThreadPoolExecutor): a forked child needs its own t
 
 
 def threads() -> int:
-    """How many threads share a large kernel call: ``MINIDL_KERNEL_THREADS`` if set, else as
-    many as BLAS uses (``functional.conv.blas_threads``): the kernels run between BLAS calls,
-    on its cores."""
+    """How many threads share a large call: ``MINIDL_KERNEL_THREADS`` if set, else as many as
+    BLAS uses (``functional.conv.blas_threads``): the shared work runs between BLAS calls, on
+    its cores."""
     value = os.environ.get("MINIDL_KERNEL_THREADS", "").strip()
     if not value:
         return blas_threads()
@@ -58,10 +69,22 @@ def run_shares(kernel, rows: int, size: int, *args) -> None:
         return
     helpers = len(bounds) - 1
     if _pool is None or _pool[0] != os.getpid() or _pool[1]._max_workers < helpers:
-        _pool = (os.getpid(), ThreadPoolExecutor(helpers, thread_name_prefix="minidl-kernel"))
+        _pool = (os.getpid(), ThreadPoolExecutor(helpers, thread_name_prefix="minidl-share"))
     futures = [_pool[1].submit(kernel, *args, lo, hi) for lo, hi in bounds[1:]]
     try:
         kernel(*args, *bounds[0])
     finally:
         for future in futures:
             future.result()
+
+
+def share_rows(fn, *args) -> None:
+    """``fn(*args, lo, hi)`` over consecutive shares of the first axis of ``args[0]``: NumPy
+    code (``fn`` does the maths of rows ``lo:hi``) run at once on the pool's threads as
+    ``run_shares`` does for a kernel. Any other array (CuPy) gets one call over every row:
+    a GPU wants few large launches, and has no use for CPU threads."""
+    array = args[0]
+    if backend.get_array_module(array) is np:
+        run_shares(fn, array.shape[0], array.size, *args)
+    else:
+        fn(*args, 0, array.shape[0])

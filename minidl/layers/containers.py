@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .. import backend
+from ..kernels._threads import share_rows
 from .base import Layer
 
 
@@ -59,7 +60,10 @@ class Residual(Layer):
             raise ValueError(f"Residual: body output {tuple(out.shape)} and shortcut output "
                              f"{tuple(skip.shape)} differ; give a shortcut layer that matches")
         self._cache = True
-        return out + skip
+        xp = backend.get_array_module(out)
+        total = xp.empty(out.shape, dtype=xp.result_type(out, skip))
+        share_rows(_add, out, skip, total)
+        return total
 
     def backward(self, dout):
         self._saved()
@@ -79,8 +83,15 @@ def _sum_into_fresh(dx, skip, dout):
     read-only array (CuPy arrays have no such flag). Then a new array is made.
     """
     xp = backend.get_array_module(dx)
+    total = dx
     if (dx.dtype != skip.dtype or not getattr(dx.flags, "writeable", True)
             or xp.may_share_memory(dx, dout) or xp.may_share_memory(dx, skip)):
-        return dx + skip
-    dx += skip
-    return dx
+        total = xp.empty(dx.shape, dtype=xp.result_type(dx, skip))
+    share_rows(_add, dx, skip, total)
+    return total
+
+
+def _add(a, b, out, lo, hi):
+    """``out = a + b`` on rows lo:hi of the batch (out may be a). A large NumPy sum is shared
+    out to threads by ``share_rows``, as BatchNorm's and the activations' passes are."""
+    backend.get_array_module(a).add(a[lo:hi], b[lo:hi], out=out[lo:hi])
