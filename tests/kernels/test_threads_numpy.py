@@ -15,11 +15,19 @@ from minidl.kernels import _threads
 SHAPES = [(6, 3, 5, 4), (9, 5), (4, 16, 8, 8), (1, 2, 3, 3), (3, 4, 2, 2)]
 
 
+def _blas_on_one_thread(monkeypatch):
+    """NumPy code is shared out only while BLAS is single-threaded (``numpy_shares``)."""
+    for var in ("MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+
+
 @pytest.fixture
 def numpy_path(monkeypatch):
     """The pure NumPy path, with every call shared out however small (SERIAL_BELOW = 0)."""
     monkeypatch.setenv(kernels.ENV_VAR, "numpy")
     monkeypatch.setattr(_threads, "SERIAL_BELOW", 0)
+    _blas_on_one_thread(monkeypatch)
 
 
 def _everything(shape, xp=np, slope=0.1):
@@ -110,13 +118,28 @@ def test_shares_run_on_several_threads_at_once(numpy_path, monkeypatch):
 
 def test_one_thread_makes_one_call(monkeypatch):
     """OPENBLAS_NUM_THREADS=1 (how ``make test`` runs): one call on this thread, no pool."""
-    for var in ("MINIDL_KERNEL_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    _blas_on_one_thread(monkeypatch)
+    monkeypatch.delenv("MINIDL_KERNEL_THREADS", raising=False)
     monkeypatch.setattr(_threads, "SERIAL_BELOW", 0)
     seen = []
     _threads.share_rows(lambda a, lo, hi: seen.append((lo, hi)), np.zeros((10, 3)))
     assert seen == [(0, 10)]
+
+
+def test_no_numpy_shares_beside_a_threaded_blas(monkeypatch):
+    """With BLAS on 2 threads its spinning worker holds the core a share would need: NumPy
+    code makes one call; compiled kernels (run_shares) are still shared out."""
+    for var in ("MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    monkeypatch.setenv("MINIDL_KERNEL_THREADS", "2")
+    monkeypatch.setattr(_threads, "SERIAL_BELOW", 0)
+    assert not _threads.numpy_shares()
+    seen = []
+    _threads.share_rows(lambda a, lo, hi: seen.append((lo, hi)), np.zeros((10, 3)))
+    assert seen == [(0, 10)]
+    _threads.run_shares(lambda lo, hi: seen.append((lo, hi)), 10, 10)
+    assert sorted(seen[1:]) == [(0, 5), (5, 10)]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
@@ -139,6 +162,7 @@ def test_a_large_input_is_shared_out_by_default(monkeypatch):
     """Library defaults (SERIAL_BELOW as shipped): a vgg38-sized activation goes to the pool,
     a small one stays on this thread."""
     monkeypatch.setenv(kernels.ENV_VAR, "numpy")
+    _blas_on_one_thread(monkeypatch)
     monkeypatch.setenv("MINIDL_KERNEL_THREADS", "2")
     sizes = []
     run_shares = _threads.run_shares
