@@ -18,7 +18,9 @@ threads sleep while they wait, as the convolution's block threads do.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -30,7 +32,9 @@ from ..functional.conv import blas_threads
 # another thread costs tens of microseconds on an idle machine, and on a busy one (test
 # workers, other jobs) a wait for that thread to be scheduled.
 SERIAL_BELOW = 1 << 18
+_POOL_NAME = "minidl-share"
 _pool = None  # (process id, ThreadPoolExecutor): a forked child needs its own threads
+_blas = None  # [threadpoolctl controller of NumPy's BLAS, or None]: found on first use
 
 
 def threads() -> int:
@@ -62,20 +66,81 @@ def run_shares(kernel, rows: int, size: int, *args) -> None:
     """``kernel(*args, lo, hi)`` for every share of ``rows`` rows: the first on this thread,
     the others on the pool's threads at the same time; returns when all are done (and raises
     the first share's error, if any)."""
-    global _pool
     bounds = shares(rows, size)
-    if len(bounds) == 1:
+    if len(bounds) == 1 or in_pool():
         kernel(*args, 0, rows)
         return
-    helpers = len(bounds) - 1
-    if _pool is None or _pool[0] != os.getpid() or _pool[1]._max_workers < helpers:
-        _pool = (os.getpid(), ThreadPoolExecutor(helpers, thread_name_prefix="minidl-share"))
-    futures = [_pool[1].submit(kernel, *args, lo, hi) for lo, hi in bounds[1:]]
+    pool = executor(len(bounds) - 1)
+    futures = [pool.submit(kernel, *args, lo, hi) for lo, hi in bounds[1:]]
     try:
         kernel(*args, *bounds[0])
     finally:
         for future in futures:
             future.result()
+
+
+def executor(helpers: int) -> ThreadPoolExecutor:
+    """The one pool, with at least ``helpers`` threads (made on first use, and anew in a
+    forked child, which inherits no threads). Every CPU share in minidl runs on it: kernels,
+    NumPy shares, the convolution's blocks. Work handed to it must not wait on the pool
+    itself: code that may run on a pool thread shares nothing further (``in_pool``)."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid() or _pool[1]._max_workers < helpers:
+        if _pool is not None and _pool[0] == os.getpid():
+            _pool[1].shutdown(wait=False)  # its threads end once idle
+        _pool = (os.getpid(), ThreadPoolExecutor(helpers, thread_name_prefix=_POOL_NAME))
+    return _pool[1]
+
+
+def in_pool() -> bool:
+    """True on one of the pool's threads: a share there runs whole, on that thread (waiting
+    for other pool threads from inside one could wait for ever)."""
+    return threading.current_thread().name.startswith(_POOL_NAME)
+
+
+@contextlib.contextmanager
+def blas_single_threaded():
+    """While inside, NumPy's BLAS runs every GEMM on the calling thread.
+
+    For work shared out on the pool that calls BLAS (the convolution's blocks): each pool
+    thread's GEMMs then stay on its own core, and OpenBLAS's worker threads get no work, so
+    they do not spin after it (see ``numpy_shares``). The setting is process-wide: enter it
+    once, on the thread that hands out the work, around all of it. A no-op when the pool has
+    one thread (BLAS may then use its own threads) or threadpoolctl finds no BLAS.
+    Costs about 20 microseconds.
+    """
+    blas = _numpy_blas() if threads() > 1 else None
+    if blas is None:
+        yield
+        return
+    with blas.limit(limits=1):
+        yield
+
+
+def _numpy_blas():
+    """A threadpoolctl controller of the BLAS library NumPy itself calls (made once, after
+    NumPy has loaded it), or None. Libraries shipped inside NumPy's wheel (numpy.libs,
+    numpy/.dylibs) are NumPy's; other packages' BLAS (torch's, SciPy's own copy) are left
+    alone. A NumPy linked to a system BLAS (conda, distributions) ships none: then every
+    BLAS loaded at that moment is taken."""
+    global _blas
+    if _blas is None:
+        _blas = [_find_numpy_blas()]
+    return _blas[0]
+
+
+def _find_numpy_blas():
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # a core dependency; tolerated missing all the same
+        return None
+    blas = ThreadpoolController().select(user_api="blas")
+    home = os.path.dirname(os.path.realpath(np.__file__))  # .../site-packages/numpy
+    own = [lib.filepath for lib in blas.lib_controllers
+           if os.path.realpath(lib.filepath).startswith((home + os.sep, home + ".libs" + os.sep))]
+    if own:
+        blas = blas.select(filepath=own)
+    return blas if blas.lib_controllers else None
 
 
 def share_rows(fn, *args) -> None:
