@@ -103,13 +103,14 @@ def blas_single_threaded():
     """While inside, NumPy's BLAS runs every GEMM on the calling thread.
 
     For work shared out on the pool that calls BLAS (the convolution's blocks): each pool
-    thread's GEMMs then stay on its own core, and OpenBLAS's worker threads get no work, so
-    they do not spin after it (see ``numpy_shares``). The setting is process-wide: enter it
-    once, on the thread that hands out the work, around all of it. A no-op when the pool has
-    one thread (BLAS may then use its own threads) or threadpoolctl finds no BLAS.
-    Costs about 20 microseconds.
+    thread's GEMMs stay on its own core, and OpenBLAS's worker threads get no work, so they
+    do not spin after it (see ``share_rows``). Whatever the pool's size: OpenBLAS's results
+    depend on its thread count for some shapes, so pinned GEMMs give the same bits for any
+    thread setting (and on the GPU stand-in, NumPy underneath). The setting is process-wide:
+    enter it once, on the thread that hands out the work, around all of it. A no-op when
+    threadpoolctl finds no BLAS. Costs about 20-40 microseconds.
     """
-    blas = _numpy_blas() if threads() > 1 else None
+    blas = _numpy_blas()
     if blas is None:
         yield
         return
