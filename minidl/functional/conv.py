@@ -29,8 +29,9 @@ Cost of forward or backward (each algorithm's docstring explains it), with ``L =
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -265,15 +266,97 @@ def _loops_backward(dout, saved, geom: ConvGeometry):
     return _crop(dx_pad, geom), dW
 
 
+# ---------------------------------------------------------------------------- blocks on threads
+# im2col and Winograd work a block of images at a time, sized to stay in a core's cache. On a
+# CPU a layer's blocks are shared out to the threads of minidl's one pool (``kernels._threads``;
+# NumPy's copies and BLAS release the GIL), each thread taking the next block as it finishes
+# one, so a core slowed by another process takes fewer. BLAS runs every block's GEMMs on the
+# calling thread, always (``blas_single_threaded``): OpenBLAS's result depends on its thread
+# count for some shapes (a dW product (288, 1568) @ (1568, 32) differs between 1 and 2
+# threads), so this keeps the bits the same for any thread count, and equal on the GPU
+# stand-in (NumPy underneath) and the CPU. Layers under SERIAL_BELOW values stay on the
+# calling thread.
+SERIAL_BELOW = 1 << 16
+# A weight gradient is summed over a layer's blocks in GRAD_CHUNKS runs of consecutive
+# blocks (fewer with fewer blocks), the unit handed to a thread; the runs' sums are then
+# added in order. The grouping depends on the blocks alone, so the result is bit for bit the
+# same for any thread count (and on a GPU, which runs the chunks one after another).
+GRAD_CHUNKS = 8
+
+
+def _block_runs(fn, items: list, src) -> list:
+    """``[fn(item, scratch) for item in items]``, the items shared out to the pool's threads
+    on a CPU (in order on the calling thread on a GPU, for small arrays, with one thread, or
+    on a pool thread already). ``scratch`` is a dict private to one thread, for buffers
+    reused from one item to the next. Where NumPy's BLAS does the GEMMs (NumPy arrays, the
+    GPU stand-in's too) it runs them single-threaded."""
+    from ..kernels import _threads  # here: _threads imports this module
+
+    workers = min(_threads.threads(), len(items))
+    if (backend.get_array_module(src) is not np or src.size < SERIAL_BELOW or workers < 2
+            or _threads.in_pool()):
+        workers = 1
+    results = [None] * len(items)
+    todo, lock = iter(range(len(items))), threading.Lock()
+
+    def work():
+        scratch = {}
+        while True:
+            with lock:
+                k = next(todo, None)
+            if k is None:
+                return
+            results[k] = fn(items[k], scratch)
+
+    pin = (_threads.blas_single_threaded() if isinstance(src, np.ndarray)
+           else contextlib.nullcontext())  # a real GPU array: cuBLAS, nothing to pin
+    with pin:
+        futures = [_threads.executor(workers - 1).submit(work)
+                   for _ in range(workers - 1)] if workers > 1 else []
+        try:
+            work()  # the calling thread is one of the workers
+        finally:
+            for future in futures:
+                future.result()
+    return results
+
+
+def _reuse(buffer, shape, like, zeros=False):
+    """``buffer`` if it has ``shape``, else a new array (dtype and module of ``like``; zeros
+    or uninitialised): blocks share one buffer, except a smaller last block."""
+    if buffer is not None and buffer.shape == shape:
+        return buffer
+    xp = backend.get_array_module(like)
+    return (xp.zeros if zeros else xp.empty)(shape, dtype=like.dtype)
+
+
+def _held(scratch, key, shape, like, zeros=False):
+    """``scratch[key]``, replaced by a new array (see ``_reuse``) unless it has ``shape``."""
+    scratch[key] = _reuse(scratch.get(key), shape, like, zeros)
+    return scratch[key]
+
+
+def _chunks(blocks: list) -> list:
+    """The blocks grouped in at most GRAD_CHUNKS runs of consecutive blocks, all of one
+    length but the last."""
+    size = max(1, -(-len(blocks) // GRAD_CHUNKS))  # ceil
+    return [blocks[k:k + size] for k in range(0, len(blocks), size)]
+
+
+def _sum_in_order(partials):
+    """partials[0] + partials[1] + ..., added into the first, in order."""
+    total = partials[0]
+    for partial in partials[1:]:
+        total += partial
+    return total
+
+
 # ---------------------------------------------------------------------------- im2col
-# Patch matrices are built a block of images at a time into one reused buffer, and each
-# block meets the filters in one GEMM. With a single-threaded BLAS the block is sized to stay
-# in cache while the GEMM reads it. A threaded BLAS hands every call to its worker threads
-# and back, which costs little on an idle machine but up to a scheduler time slice per
-# hand-off on a busy one. Measured on an idle 2-core machine with 2 BLAS threads (vgg38
-# layer, forward + backward, medians of 5): 96-107 ms with 0.5-4 MiB blocks, 146-159 ms with
-# 24 MiB, 187-206 ms with 64-256 MiB; so cache-sized blocks for both (a busy machine is
-# better served by OPENBLAS_NUM_THREADS=1). A GPU prefers a few large kernels.
+# Each block's patch matrix is built into a buffer reused block after block and meets the
+# filters in one GEMM while it is in cache. Measured on an idle 2-core machine with BLAS
+# splitting each GEMM over 2 threads (before blocks went to threads; vgg38 layer, forward +
+# backward, medians of 5): 96-107 ms with 0.5-4 MiB blocks, 146-159 ms with 24 MiB, 187-206
+# ms with 64-256 MiB. A GPU prefers a few large kernels.
 CPU_BLOCK_BYTES = {False: 2 << 20, True: 2 << 20}  # by whether BLAS runs threaded
 GPU_BLOCK_BYTES = 256 << 20
 
@@ -339,12 +422,13 @@ def _add_patches(dsrc, dpatches, taps):
         dsrc[:, :, t.src[0], t.src[1]] += dpatches[:, t.row, t.col, :, t.out[0], t.out[1]]
 
 
-def _images_per_block(N: int, C: int, sweep: Sweep, xp, itemsize: int) -> int:
-    """How many images' patch matrices fit the block budget (at least one)."""
+def _image_blocks(N: int, C: int, sweep: Sweep, xp, itemsize: int) -> list:
+    """(n0, n1) bounds of consecutive blocks of images covering N, each block's patch matrix
+    within the block budget (at least one image per block)."""
     (kh, kw), (Ho, Wo) = sweep.kernel, sweep.out_hw
     per_image = C * kh * kw * Ho * Wo * itemsize
     budget = CPU_BLOCK_BYTES[blas_threaded()] if xp is np else GPU_BLOCK_BYTES
-    return max(1, min(N, budget // max(per_image, 1)))
+    return list(_blocks(N, max(1, min(N, budget // max(per_image, 1)))))
 
 
 def _blocks(N: int, nb: int):
@@ -352,38 +436,17 @@ def _blocks(N: int, nb: int):
     return ((n0, min(N, n0 + nb)) for n0 in range(0, N, nb))
 
 
-def _patch_blocks(src, sweep: Sweep, fresh=False):
-    """Yield ``(n0, n1, patches)`` for consecutive blocks of images: the patches of
-    src[n0:n1] as (C, kh, kw, n1-n0, Ho, Wo), columns ordered (n, i, j). They are written into
-    one reused buffer, or into a new array per block when ``fresh`` (to keep them all)."""
-    xp = backend.get_array_module(src)
-    N, C = src.shape[:2]
-    nb = _images_per_block(N, C, sweep, xp, src.itemsize)
-    buffer = None
-    for n0, n1 in _blocks(N, nb):
-        shape = (C,) + sweep.kernel + (n1 - n0,) + sweep.out_hw
-        if fresh or buffer is None or buffer.shape != shape:
-            buffer = xp.zeros(shape, dtype=src.dtype)
-        _fill_patches(buffer, src[n0:n1], sweep.taps)
-        yield n0, n1, buffer
-
-
-def _kept_blocks(kept, L: int):
-    """``(n0, n1, patches)`` over a kept list of (G, Kg, m*L) blocks, bounds read off the
-    blocks themselves (not recomputed from a budget that may have changed since)."""
-    n0 = 0
-    for patches in kept:
-        n1 = n0 + patches.shape[-1] // L
-        yield n0, n1, patches
-        n0 = n1
-
-
-def _reuse(buffer, shape, like):
-    """``buffer`` if it has ``shape``, else a new uninitialised array (dtype and module of
-    ``like``): blocks share one buffer, except a smaller last block."""
-    if buffer is not None and buffer.shape == shape:
-        return buffer
-    return backend.get_array_module(like).empty(shape, dtype=like.dtype)
+def _patches(src, n0: int, n1: int, sweep: Sweep, scratch=None):
+    """The patches of src[n0:n1] as (C, kh, kw, n1-n0, Ho, Wo), columns ordered (n, i, j),
+    written into ``scratch``'s reused buffer, or into a new array when scratch is None (to
+    keep it)."""
+    shape = (src.shape[1],) + sweep.kernel + (n1 - n0,) + sweep.out_hw
+    if scratch is None:
+        patches = backend.get_array_module(src).zeros(shape, dtype=src.dtype)
+    else:  # entries on the padding stay zero from the allocation, the same in every block
+        patches = _held(scratch, "patches", shape, src, zeros=True)
+    _fill_patches(patches, src[n0:n1], sweep.taps)
+    return patches
 
 
 def _to_rows(block, G: int):
@@ -392,13 +455,13 @@ def _to_rows(block, G: int):
     return block.reshape(m, G, -1, block.shape[2] * block.shape[3]).transpose(1, 2, 0, 3)
 
 
-def _rows_of(block, G: int, buffer=None):
+def _rows_of(block, G: int, scratch):
     """A block (m, G*R, Ho, Wo) copied into the (G, R, m*Ho*Wo) matrices that meet the
-    patches in a GEMM (into ``buffer`` when it has the right shape)."""
+    patches in a GEMM (into ``scratch``'s reused buffer)."""
     if block.shape[0] == 1:  # one image: already in that order
         return block.reshape(G, block.shape[1] // G, -1)
     rows = _to_rows(block, G)
-    out = _reuse(buffer, rows.shape[:2] + (rows.shape[2] * rows.shape[3],), block)
+    out = _held(scratch, "rows", rows.shape[:2] + (rows.shape[2] * rows.shape[3],), block)
     out.reshape(rows.shape)[...] = rows
     return out
 
@@ -406,14 +469,16 @@ def _rows_of(block, G: int, buffer=None):
 def _correlate(src, w_mat, b, sweep: Sweep, keep_patches=False):
     """``out = w_mat @ patches(src)`` per group, block by block. src: (N, C, Hs, Ws),
     w_mat: (G, Fg, Cg*kh*kw), b: (F,) or None -> out: (N, F, Ho, Wo). Returns
-    ``(out, kept)``: kept is the list of every block's patches when ``keep_patches``.
+    ``(out, kept)``: kept is the list of every block's patches (G, Cg*kh*kw, m*Ho*Wo) when
+    ``keep_patches``, else None.
     """
     xp = backend.get_array_module(src)
     G, Fg, Kg = w_mat.shape
     out = xp.empty((src.shape[0], G * Fg) + sweep.out_hw, dtype=src.dtype)
-    kept = [] if keep_patches else None
-    prod = None
-    for n0, n1, patches in _patch_blocks(src, sweep, fresh=keep_patches):
+
+    def block(bounds, scratch):
+        n0, n1 = bounds
+        patches = _patches(src, n0, n1, sweep, None if keep_patches else scratch)
         patches = patches.reshape(G, Kg, -1)
         if n1 - n0 == 1:  # one image: the GEMM's (g, f, i, j) order is out's own
             image = out[n0].reshape(G, Fg, -1)
@@ -421,16 +486,18 @@ def _correlate(src, w_mat, b, sweep: Sweep, keep_patches=False):
             if b is not None:
                 image += b.reshape(G, Fg, 1)
         else:  # the GEMM's (g, f, n, i, j) order, copied into out's (n, g, f, i, j)
-            prod = _reuse(prod, (G, Fg, patches.shape[-1]), src)
+            prod = _held(scratch, "prod", (G, Fg, patches.shape[-1]), src)
             xp.matmul(w_mat, patches, out=prod)
             rows = _to_rows(out[n0:n1], G)
             if b is None:
                 rows[...] = prod.reshape(rows.shape)
             else:  # add the bias while the block is in cache
                 xp.add(prod.reshape(rows.shape), b.reshape(G, Fg, 1, 1), out=rows)
-        if keep_patches:
-            kept.append(patches)
-    return out, kept
+        return patches if keep_patches else None
+
+    kept = _block_runs(block, _image_blocks(src.shape[0], src.shape[1], sweep, xp,
+                                            src.itemsize), src)
+    return out, (kept if keep_patches else None)
 
 
 def _im2col_forward(x, w, b, geom: ConvGeometry, keep_patches=False):
@@ -440,10 +507,11 @@ def _im2col_forward(x, w, b, geom: ConvGeometry, keep_patches=False):
     A block of m images' patches forms a (C*kh*kw, m*Ho*Wo) matrix, rows ordered (c, p, q)
     so that each group's rows are one block; ``out[g] = W[g] @ patches[g]`` with the filters
     as (G, Fg, Cg*kh*kw). Patches are copied straight from x, one strided slice per tap, into
-    a cache-sized buffer reused block after block; the padding is never materialised (its
-    entries stay zero). Time: O(N*C*kh*kw*Ho*Wo) copies plus O(N*F*Cg*kh*kw*Ho*Wo)
-    multiply-adds in BLAS. Memory: one block, plus, only with ``keep_patches``, every
-    block's patches (kh*kw times the input at stride 1).
+    a cache-sized buffer per thread, reused block after block; the padding is never
+    materialised (its entries stay zero). On a CPU the blocks are shared out to threads (see
+    ``_block_runs``). Time: O(N*C*kh*kw*Ho*Wo) copies plus O(N*F*Cg*kh*kw*Ho*Wo)
+    multiply-adds in BLAS. Memory: one block per thread, plus, only with ``keep_patches``,
+    every block's patches (kh*kw times the input at stride 1).
     """
     G = geom.groups
     out, kept = _correlate(x, w.reshape(G, geom.F // G, -1), b, _forward_sweep(geom),
@@ -459,8 +527,9 @@ def _im2col_backward(dout, saved, geom: ConvGeometry):
       by the same blocked patch-matrix GEMMs as the forward pass (no scatter at all);
     - otherwise: ``W^T @ dout`` per block, each tap's column gradient added back onto the
       input pixels it read (col2im).
-    Time: O(N*F*Cg*kh*kw*Ho*Wo) multiply-adds for each of dW and dx, plus the copies.
-    Memory: one block of patches besides dx.
+    dW is summed in fixed chunks of blocks (GRAD_CHUNKS), added in order, so it does not
+    depend on how many threads share the blocks. Time: O(N*F*Cg*kh*kw*Ho*Wo) multiply-adds
+    for each of dW and dx, plus the copies. Memory: one block of patches per thread besides dx.
     """
     source, w = saved
     xp = backend.get_array_module(dout)
@@ -468,16 +537,27 @@ def _im2col_backward(dout, saved, geom: ConvGeometry):
     Fg, Cg = geom.F // G, geom.C // G
     Kg = Cg * geom.kh * geom.kw
     sweep = _forward_sweep(geom)
-    if isinstance(source, list):  # the kept patches, block by block
-        blocks = _kept_blocks(source, geom.Ho * geom.Wo)
+    if isinstance(source, list):  # the kept patches, block by block: (n0, n1, patches)
+        L, n0, blocks = geom.Ho * geom.Wo, 0, []
+        for patches in source:
+            blocks.append((n0, n0 + patches.shape[-1] // L, patches))
+            n0 = blocks[-1][1]
     else:
-        blocks = _patch_blocks(source, sweep)
-    dW_t = xp.zeros((G, Kg, Fg), dtype=dout.dtype)
-    d_rows = None
-    for n0, n1, patches in blocks:
-        d_rows = _rows_of(dout[n0:n1], G, d_rows)
-        # (Kg, m*L) @ (m*L, Fg): the long axis is the one summed over.
-        dW_t += xp.matmul(patches.reshape(G, Kg, -1), d_rows.swapaxes(-1, -2))
+        blocks = [(n0, n1, None) for n0, n1 in _image_blocks(N, geom.C, sweep, xp,
+                                                             dout.itemsize)]
+
+    def chunk_dw(chunk, scratch):  # (G, Kg, Fg): the chunk's part of dW, transposed
+        dW_t = xp.zeros((G, Kg, Fg), dtype=dout.dtype)
+        for n0, n1, patches in chunk:
+            if patches is None:
+                patches = _patches(source, n0, n1, sweep, scratch)
+            d_rows = _rows_of(dout[n0:n1], G, scratch)
+            # (Kg, m*L) @ (m*L, Fg): the long axis is the one summed over.
+            dW_t += xp.matmul(patches.reshape(G, Kg, -1), d_rows.swapaxes(-1, -2))
+        return dW_t
+
+    partials = _block_runs(chunk_dw, _chunks(blocks), dout)
+    dW_t = _sum_in_order(partials) if partials else xp.zeros((G, Kg, Fg), dtype=dout.dtype)
     dW = xp.ascontiguousarray(dW_t.swapaxes(-1, -2)).reshape(w.shape)
 
     w_mat = w.reshape(G, Fg, Kg)
@@ -489,14 +569,16 @@ def _im2col_backward(dout, saved, geom: ConvGeometry):
         dx, _ = _correlate(dout, w_flip, None, _input_grad_sweep(geom))
         return dx, dW
     dx = xp.zeros((N, geom.C, geom.H, geom.W), dtype=dout.dtype)
-    nb = _images_per_block(N, geom.C, sweep, xp, dout.itemsize)
-    d_rows = dpatches = None
-    for n0, n1 in _blocks(N, nb):
-        d_rows = _rows_of(dout[n0:n1], G, d_rows)
-        dpatches = _reuse(dpatches, (G, Kg, d_rows.shape[-1]), dout)
+
+    def col2im(bounds, scratch):  # blocks write disjoint images of dx
+        n0, n1 = bounds
+        d_rows = _rows_of(dout[n0:n1], G, scratch)
+        dpatches = _held(scratch, "dpatches", (G, Kg, d_rows.shape[-1]), dout)
         xp.matmul(w_mat.swapaxes(-1, -2), d_rows, out=dpatches)
         _add_patches(dx[n0:n1], dpatches.reshape((geom.C,) + sweep.kernel + (n1 - n0,)
                                                  + sweep.out_hw), sweep.taps)
+
+    _block_runs(col2im, _image_blocks(N, geom.C, sweep, xp, dout.itemsize), dout)
     return dx, dW
 
 
@@ -601,31 +683,6 @@ def _winograd_blocks(N: int, channels: int, tiles, like):
     return _blocks(N, max(1, min(N, budget // max(per_image, 1))))
 
 
-# A block's GEMMs are too small for BLAS to split across threads (OpenBLAS keeps products
-# under 2^18 multiply-adds on one thread) and the compiled transforms are serial, so on a CPU
-# a layer's blocks are shared out to threads instead, as many as BLAS would use: each takes
-# a run of consecutive blocks, transforms and GEMMs alike (NumPy and numba release the GIL),
-# one hand-off per layer. Layers under SERIAL_BELOW values stay on the calling thread.
-SERIAL_BELOW = 1 << 16
-# dW's sum over blocks is grouped in chunks of this many blocks, the unit shared out to
-# threads: a share is at most one chunk longer than another.
-DU_CHUNK_BLOCKS = 4
-_pool = None  # (process id, ThreadPoolExecutor): a forked child needs its own threads
-
-
-def _block_runs(fn, blocks: list, src):
-    """``[fn(run) for run in runs]``: the blocks split into consecutive runs, one per worker
-    thread on a CPU (a single run on a GPU, for small arrays, or with one BLAS thread)."""
-    global _pool
-    workers = min(blas_threads(), len(blocks))
-    if backend.get_array_module(src) is not np or src.size < SERIAL_BELOW or workers < 2:
-        return [fn(blocks)]
-    if _pool is None or _pool[0] != os.getpid() or _pool[1]._max_workers < workers:
-        _pool = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="minidl-conv"))
-    bounds = [len(blocks) * k // workers for k in range(workers + 1)]
-    return list(_pool[1].map(fn, [blocks[a:b] for a, b in zip(bounds, bounds[1:])]))
-
-
 def _winograd_correlate(src, w, groups: int, padding, out_hw):
     """Correlate src: (N, C, Hs, Ws), zero-padded by ``padding`` (negative crops), with 3x3
     filters w: (F, C/groups, 3, 3) at stride 1 -> (N, F, *out_hw), block by block:
@@ -636,13 +693,13 @@ def _winograd_correlate(src, w, groups: int, padding, out_hw):
     U = _winograd.filter_transform(w, groups)
     out = xp.empty((N, F) + tuple(out_hw), dtype=src.dtype)
 
-    def run(blocks):
-        for n0, n1 in blocks:
-            V = t.input_transform(src[n0:n1], padding, tiles)
-            M = xp.matmul(U, V.reshape(16, groups, C // groups, -1))  # 16 x groups GEMMs
-            t.output_transform(M.reshape(16, F, -1), tiles, out[n0:n1])
+    def block(bounds, scratch):
+        n0, n1 = bounds
+        V = t.input_transform(src[n0:n1], padding, tiles)
+        M = xp.matmul(U, V.reshape(16, groups, C // groups, -1))  # 16 x groups GEMMs
+        t.output_transform(M.reshape(16, F, -1), tiles, out[n0:n1])
 
-    _block_runs(run, list(_winograd_blocks(N, C + F, tiles, src)), src)
+    _block_runs(block, list(_winograd_blocks(N, C + F, tiles, src)), src)
     return out
 
 
@@ -677,25 +734,19 @@ def _winograd_backward(dout, saved, geom: ConvGeometry):
                              G, (2 - ph, 2 - pw), (geom.H, geom.W))
     tiles = _winograd.tiles_for((geom.Ho, geom.Wo))
 
-    def run(chunks):  # one partial dU per chunk of blocks
-        partials = []
-        for chunk in chunks:
-            dU = xp.zeros((16, G, Fg, Cg), dtype=dout.dtype)
-            for n0, n1 in chunk:
-                V = t.input_transform(x[n0:n1], geom.padding, tiles).reshape(16, G, Cg, -1)
-                dM = t.output_transform_adjoint(dout[n0:n1], tiles).reshape(16, G, Fg, -1)
-                dU += xp.matmul(dM, V.swapaxes(-1, -2))
-            partials.append(dU)
-        return partials
+    def chunk_du(chunk, scratch):  # the chunk's part of dU
+        dU = xp.zeros((16, G, Fg, Cg), dtype=dout.dtype)
+        for n0, n1 in chunk:
+            V = t.input_transform(x[n0:n1], geom.padding, tiles).reshape(16, G, Cg, -1)
+            dM = t.output_transform_adjoint(dout[n0:n1], tiles).reshape(16, G, Fg, -1)
+            dU += xp.matmul(dM, V.swapaxes(-1, -2))
+        return dU
 
-    # The sum is grouped by fixed chunks of blocks, added in order, whatever the number of
-    # threads: dW comes out bit for bit the same on any machine and thread setting.
+    # Summed by fixed chunks of blocks, added in order, whatever the number of threads: dW
+    # comes out bit for bit the same on any machine and thread setting.
     blocks = list(_winograd_blocks(geom.N, geom.C + geom.F, tiles, dout))
-    chunks = [blocks[k:k + DU_CHUNK_BLOCKS] for k in range(0, len(blocks), DU_CHUNK_BLOCKS)]
-    partials = [dU for run_partials in _block_runs(run, chunks, dout) for dU in run_partials]
-    dU = partials[0]
-    for partial in partials[1:]:
-        dU += partial
+    partials = _block_runs(chunk_du, _chunks(blocks), dout)
+    dU = _sum_in_order(partials) if partials else xp.zeros((16, G, Fg, Cg), dtype=dout.dtype)
     return dx, _winograd.filter_transform_adjoint(dU)
 
 

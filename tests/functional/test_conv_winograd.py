@@ -175,7 +175,7 @@ def test_blocks_shared_out_to_threads_give_the_same_result(threads, kernel_mode,
     _, reference = _run(x, w, b, "loops", padding=1, groups=2)
     monkeypatch.setattr(conv, "WINOGRAD_CPU_BLOCK_BYTES", 1)  # one image per block
     monkeypatch.setattr(conv, "SERIAL_BELOW", 0)
-    monkeypatch.setattr(conv, "blas_threads", lambda: threads)
+    monkeypatch.setenv("MINIDL_KERNEL_THREADS", str(threads))
     _, result = _run(x, w, b, "winograd", padding=1, groups=2)
     for name, ref, got in zip(("out", "dx", "dw", "db"), reference, result):
         diff = float(np.max(np.abs(got - ref)))
@@ -187,11 +187,11 @@ def test_thread_count_changes_no_bit_of_the_result(threads, kernel_mode, monkeyp
     """dW sums its blocks in fixed chunks, added in order, so runs reproduce bit for bit on
     any thread setting (resume and the Ray-vs-serial studies compare results exactly)."""
     x, w, b = (a.astype(np.float32) for a in _arrays(11, 4, 6, 5, 4, 2))
-    monkeypatch.setattr(conv, "WINOGRAD_CPU_BLOCK_BYTES", 1)  # one image per block: 3 chunks
+    monkeypatch.setattr(conv, "WINOGRAD_CPU_BLOCK_BYTES", 1)  # one image per block: 6 chunks
     monkeypatch.setattr(conv, "SERIAL_BELOW", 0)
-    monkeypatch.setattr(conv, "blas_threads", lambda: 1)
+    monkeypatch.setenv("MINIDL_KERNEL_THREADS", "1")
     _, one = _run(x, w, b, "winograd", padding=1, groups=2)
-    monkeypatch.setattr(conv, "blas_threads", lambda: threads)
+    monkeypatch.setenv("MINIDL_KERNEL_THREADS", str(threads))
     _, shared = _run(x, w, b, "winograd", padding=1, groups=2)
     for got, want in zip(shared, one):
         np.testing.assert_array_equal(got, want)
