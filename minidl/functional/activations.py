@@ -15,8 +15,7 @@ Threads: ReLU and LeakyReLU, the activations of the coursework networks, do thei
 function of the elements ``lo:hi`` (``_relu``, ``_leaky_relu``, ``_leaky_relu_grad``), and a
 large NumPy array is cut into consecutive shares done at once by a small pool of threads
 (``kernels._threads.share_rows``: NumPy releases the GIL in its loops, so two threads use two
-cores; only while BLAS runs single-threaded, see ``_threads.numpy_shares``). Element-wise
-maths gives the same bits however the elements are shared out.
+cores). Element-wise maths gives the same bits however the elements are shared out.
 """
 from __future__ import annotations
 

@@ -20,10 +20,9 @@ Threads: each pass over memory is one short function of the rows ``lo:hi`` of th
 (``_plane_sums``, ``_centre``, ``_affine``; ``_grad_sums``, ``_grad_input``), and a large
 NumPy array is cut into consecutive shares of rows done at once by a small pool of threads
 (``kernels._threads.share_rows``: NumPy releases the GIL in its loops, so two threads use two
-cores; only while BLAS runs single-threaded, see ``_threads.numpy_shares``). A per-channel sum
-is first made per (n, c) plane, into an (N, C) array, then added over n in one fixed order:
-the same bits for any number of threads, and the same bits as one ``sum(axis=(0, 2))`` over
-the whole array, which adds plane by plane in that order too.
+cores). A per-channel sum is first made per (n, c) plane, into an (N, C) array, then added
+over n in one fixed order: the same bits for any number of threads, and the same bits as one
+``sum(axis=(0, 2))`` over the whole array, which adds plane by plane in that order too.
 """
 from __future__ import annotations
 

@@ -147,28 +147,20 @@ def _find_numpy_blas():
 def share_rows(fn, *args) -> None:
     """``fn(*args, lo, hi)`` over consecutive shares of the first axis of ``args[0]``: NumPy
     code (``fn`` does the maths of rows ``lo:hi``) run at once on the pool's threads as
-    ``run_shares`` does for a kernel, while BLAS runs on one thread (``numpy_shares``).
-    Otherwise, and for any other array (CuPy: a GPU wants few large launches), one call
-    over every row."""
+    ``run_shares`` does for a kernel. Any other array (CuPy: a GPU wants few large launches)
+    gets one call over every row.
+
+    This pays only while no BLAS worker thread spins: a threaded OpenBLAS keeps its workers
+    spinning for about 0.1 s (2^28 cycles) after every GEMM it splits, holding the core a
+    share needs (a vgg38 step took 5% longer with shares beside a 2-thread BLAS). minidl's
+    convolutions therefore run their GEMMs on the pool under ``blas_single_threaded``.
+    Measured with no BLAS worker spinning (vgg38 --bn --residual step, NumPy path, 2 cores,
+    bench profile): BatchNorm forward 218 -> 152 ms per step, backward 206 -> 129,
+    LeakyReLU 70 -> 46 and 138 -> 83, the residual sums 26 -> 16 and 17 -> 13.
+    """
     array = args[0]
     rows = array.shape[0]
-    if backend.get_array_module(array) is np and numpy_shares():
+    if backend.get_array_module(array) is np:
         run_shares(fn, rows, array.size, *args)
     else:
         fn(*args, 0, rows)
-
-
-def numpy_shares() -> bool:
-    """Whether NumPy code is shared out: only while BLAS runs single-threaded.
-
-    A threaded OpenBLAS keeps its worker threads spinning for about 0.1 s (2^28 cycles)
-    after every GEMM it splits, so in a training step, where a convolution's GEMMs come every
-    few milliseconds, a core is always held by a spinning worker; a share handed to the pool
-    then waits for it, and the step got slower, not faster. Measured (vgg38 --bn --residual
-    step, NumPy path, 2 cores, interleaved medians): with 2 BLAS threads, shares on 2615 and
-    2726 ms against 2488 and 2600 off; with OPENBLAS_NUM_THREADS=1 and
-    MINIDL_KERNEL_THREADS=2, BatchNorm forward 218 -> 152 ms per step, backward 206 -> 129,
-    LeakyReLU 70 -> 46 and 138 -> 83, the residual sums 26 -> 16 and 17 -> 13. The compiled
-    kernels are short enough to gain either way, so ``run_shares`` has no such condition.
-    """
-    return blas_threads() == 1
