@@ -1,5 +1,7 @@
 """One small pool of threads that shares a large element-wise or per-plane call out to the
-CPU's cores: ``run_shares`` for compiled kernels, ``share_rows`` for NumPy code.
+CPU's cores: ``run_shares`` for compiled kernels, ``share_rows`` for NumPy code, and
+``executor`` for the convolution's blocks, whose GEMMs run inside ``blas_single_threaded``.
+(It lives in ``kernels/`` for history; the NumPy path uses it as much as numba does.)
 
 A call is cut into consecutive shares of rows (planes, batch rows or elements), one per
 thread: the calling thread does the first, the pool's threads the others, at once. This pays
