@@ -310,14 +310,8 @@ def _block_runs(fn, items: list, src) -> list:
 
     pin = (_threads.blas_single_threaded() if isinstance(src, np.ndarray)
            else contextlib.nullcontext())  # a real GPU array: cuBLAS, nothing to pin
-    with pin:
-        futures = [_threads.executor(workers - 1).submit(work)
-                   for _ in range(workers - 1)] if workers > 1 else []
-        try:
-            work()  # the calling thread is one of the workers
-        finally:
-            for future in futures:
-                future.result()
+    with pin:  # the calling thread is one of the workers
+        _threads.run_together(lambda _: work(), workers)
     return results
 
 

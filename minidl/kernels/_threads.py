@@ -72,10 +72,16 @@ def run_shares(kernel, rows: int, size: int, *args) -> None:
     if len(bounds) == 1 or in_pool():
         kernel(*args, 0, rows)
         return
-    pool = executor(len(bounds) - 1)
-    futures = [pool.submit(kernel, *args, lo, hi) for lo, hi in bounds[1:]]
+    run_together(lambda k: kernel(*args, *bounds[k]), len(bounds))
+
+
+def run_together(work, count: int) -> None:
+    """``work(k)`` for k = 0 .. count-1 at once: k = 0 on this thread, the others on the
+    pool's threads; returns when all are done (and raises the first error, if any). The
+    caller makes sure it is not on a pool thread itself (``in_pool``)."""
+    futures = [executor(count - 1).submit(work, k) for k in range(1, count)]
     try:
-        kernel(*args, *bounds[0])
+        work(0)
     finally:
         for future in futures:
             future.result()
