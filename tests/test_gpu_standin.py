@@ -39,8 +39,7 @@ def _install_with_cpu_blocks(monkeypatch):
     device, and the same size on both makes every sum run in the same order, so any other
     difference between the two paths shows as a bit flip."""
     install(monkeypatch)
-    monkeypatch.setattr(conv_ops, "GPU_BLOCK_BYTES",
-                        conv_ops.CPU_BLOCK_BYTES[conv_ops.blas_threaded()])
+    monkeypatch.setattr(conv_ops, "GPU_BLOCK_BYTES", conv_ops.CPU_BLOCK_BYTES)
     monkeypatch.setattr(conv_ops, "WINOGRAD_GPU_BLOCK_BYTES", conv_ops.WINOGRAD_CPU_BLOCK_BYTES)
 
 

@@ -351,7 +351,7 @@ def _sum_in_order(partials):
 # splitting each GEMM over 2 threads (before blocks went to threads; vgg38 layer, forward +
 # backward, medians of 5): 96-107 ms with 0.5-4 MiB blocks, 146-159 ms with 24 MiB, 187-206
 # ms with 64-256 MiB. A GPU prefers a few large kernels.
-CPU_BLOCK_BYTES = {False: 2 << 20, True: 2 << 20}  # by whether BLAS runs threaded
+CPU_BLOCK_BYTES = 2 << 20  # one size for any BLAS setting: block GEMMs run on one thread
 GPU_BLOCK_BYTES = 256 << 20
 
 
@@ -366,11 +366,6 @@ def blas_threads() -> int:
             except ValueError:
                 break
     return os.cpu_count() or 1
-
-
-def blas_threaded() -> bool:
-    """Whether BLAS may split a GEMM across threads (``blas_threads() > 1``)."""
-    return blas_threads() > 1
 
 
 class Sweep(NamedTuple):
@@ -421,7 +416,7 @@ def _image_blocks(N: int, C: int, sweep: Sweep, xp, itemsize: int) -> list:
     within the block budget (at least one image per block)."""
     (kh, kw), (Ho, Wo) = sweep.kernel, sweep.out_hw
     per_image = C * kh * kw * Ho * Wo * itemsize
-    budget = CPU_BLOCK_BYTES[blas_threaded()] if xp is np else GPU_BLOCK_BYTES
+    budget = CPU_BLOCK_BYTES if xp is np else GPU_BLOCK_BYTES
     return list(_blocks(N, max(1, min(N, budget // max(per_image, 1)))))
 
 

@@ -48,7 +48,7 @@ def test_block_sizes_and_kept_patches_agree_with_loops(N, C, H, W, F, kernel, st
     hyper = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     reference = _run(x, w, b, method="loops", **hyper)
     for budget in (1, 2 * C * kernel[0] * kernel[1] * H * W * 8, 1 << 30):  # 1, ~2, N images
-        monkeypatch.setattr(conv, "CPU_BLOCK_BYTES", {False: budget, True: budget})
+        monkeypatch.setattr(conv, "CPU_BLOCK_BYTES", budget)
         monkeypatch.setattr(conv, "GPU_BLOCK_BYTES", budget)
         for keep in (False, True):
             result = _run(x, w, b, keep_patches=keep, **hyper)
@@ -61,9 +61,9 @@ def test_block_sizes_and_kept_patches_agree_with_loops(N, C, H, W, F, kernel, st
 def test_kept_patches_survive_a_change_of_block_budget(monkeypatch):
     x, w, b = _arrays(7, 3, 6, 5, 4, (3, 3), 1)
     reference = _run(x, w, b, method="loops", padding=1)
-    monkeypatch.setattr(conv, "CPU_BLOCK_BYTES", {False: 1, True: 1})  # one image per block
+    monkeypatch.setattr(conv, "CPU_BLOCK_BYTES", 1)  # one image per block
     out, cache = conv2d_forward(x, w, b, padding=1, keep_patches=True)
-    monkeypatch.setattr(conv, "CPU_BLOCK_BYTES", {False: 1 << 30, True: 1 << 30})
+    monkeypatch.setattr(conv, "CPU_BLOCK_BYTES", 1 << 30)
     dout = np.random.default_rng(1).standard_normal(out.shape)
     for ref, got in zip(reference, (out,) + conv2d_backward(dout, cache)):
         assert np.max(np.abs(got - ref)) < AGREE_TOL
@@ -92,7 +92,7 @@ def _peak_bytes(fn):
 @pytest.mark.parametrize("F", [16, 40], ids=["dx-correlation", "dx-col2im"])
 def test_peak_memory_stays_far_below_the_patch_matrix(F, monkeypatch):
     budget = 256 << 10
-    monkeypatch.setattr(conv, "CPU_BLOCK_BYTES", {False: budget, True: budget})
+    monkeypatch.setattr(conv, "CPU_BLOCK_BYTES", budget)
     N, C, H, W = 32, 16, 16, 16
     x, w, b = (a.astype(np.float32) for a in _arrays(N, C, H, W, F, (3, 3), 1))
     patch_bytes = N * C * 9 * H * W * 4
@@ -184,20 +184,6 @@ def test_clipped_taps_match_a_brute_force_sweep(src, kernel, stride, padding, di
             assert list(zip(outs, srcs)) == pairs
 
 
-@pytest.mark.parametrize("env, threaded", [
-    ({"OPENBLAS_NUM_THREADS": "1"}, False),
-    ({"OPENBLAS_NUM_THREADS": "4", "OMP_NUM_THREADS": "1"}, True),
-    ({"OMP_NUM_THREADS": "1"}, False),
-    ({"MKL_NUM_THREADS": "2"}, True),
-])
-def test_blas_threaded_reads_the_thread_variables(env, threaded, monkeypatch):
-    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
-        monkeypatch.delenv(var, raising=False)
-    for var, value in env.items():
-        monkeypatch.setenv(var, value)
-    assert conv.blas_threaded() is threaded
-
-
 @pytest.mark.parametrize("value", [0, -np.inf])
 def test_pad_hw_matches_np_pad(value, xp):
     x = xp.asarray(np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32))
@@ -210,7 +196,11 @@ def test_pad_hw_matches_np_pad(value, xp):
 
 
 @pytest.mark.parametrize("env, expected", [
+    ({"OPENBLAS_NUM_THREADS": "1"}, 1),
     ({"OPENBLAS_NUM_THREADS": "3", "OMP_NUM_THREADS": "1"}, 3),
+    ({"OPENBLAS_NUM_THREADS": "4", "OMP_NUM_THREADS": "1"}, 4),
+    ({"OMP_NUM_THREADS": "1"}, 1),
+    ({"MKL_NUM_THREADS": "2"}, 2),
     ({"OMP_NUM_THREADS": "4,2"}, 4),          # OpenMP's per-level list: the outer level
     ({"MKL_NUM_THREADS": "0"}, 1),
     ({"OPENBLAS_NUM_THREADS": "many"}, None),  # unreadable: as if unset

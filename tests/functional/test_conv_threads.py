@@ -40,7 +40,7 @@ def test_thread_count_changes_no_bit_of_the_result(N, C, H, W, F, kernel, stride
     studies compare results exactly)."""
     x, w, b = _arrays(N, C, H, W, F, kernel, groups)
     hyper = dict(stride=stride, padding=padding, groups=groups)
-    monkeypatch.setattr(conv, "CPU_BLOCK_BYTES", {False: 1, True: 1})  # one image per block
+    monkeypatch.setattr(conv, "CPU_BLOCK_BYTES", 1)  # one image per block
     monkeypatch.setattr(conv, "SERIAL_BELOW", 0)
     results = {}
     for threads in (1, 2, 3):
@@ -66,7 +66,7 @@ def test_blocks_on_threads_agree_with_loops(monkeypatch):
     out, cache = conv2d_forward(x, w, b, method="loops", **hyper)
     dout = np.random.default_rng(1).standard_normal(out.shape)
     reference = (out,) + conv2d_backward(dout, cache)
-    monkeypatch.setattr(conv, "CPU_BLOCK_BYTES", {False: 1, True: 1})
+    monkeypatch.setattr(conv, "CPU_BLOCK_BYTES", 1)
     monkeypatch.setattr(conv, "SERIAL_BELOW", 0)
     monkeypatch.setenv("MINIDL_KERNEL_THREADS", "3")
     out, cache = conv2d_forward(x, w, b, method="im2col", **hyper)
