@@ -58,3 +58,22 @@ def test_output_transform_and_its_adjoint(compiled, m, C, H, W, padding, out_hw,
     dout = rng.standard_normal((m, C) + out_hw).astype(dtype)
     _close(compiled.output_transform_adjoint(dout, tiles),
            reference.output_transform_adjoint(dout, tiles), dtype)
+
+
+@pytest.mark.parametrize("impl", ["reference", "compiled"])
+def test_transforms_write_into_a_given_buffer(impl, request):
+    """With ``out`` (a flat buffer, as conv's per-thread scratch passes) the transforms write
+    there and return a view of it, with the values they return without one."""
+    module = reference if impl == "reference" else request.getfixturevalue("compiled")
+    rng = np.random.default_rng(2)
+    src = rng.standard_normal((2, 3, 7, 5)).astype(np.float32)
+    tiles = reference.tiles_for((7, 5))
+    size = 16 * 3 * 2 * tiles[0] * tiles[1]
+    for transform, args in ((module.input_transform, (src, (1, 1), tiles)),
+                            (module.output_transform_adjoint, (src, tiles))):
+        want = transform(*args)
+        buffer = np.full(size + 5, np.nan, dtype=np.float32)  # longer than needed: a prefix
+        got = transform(*args, out=buffer[:size])
+        assert np.shares_memory(got, buffer) and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+        assert np.isnan(buffer[size:]).all()  # nothing written past the prefix
