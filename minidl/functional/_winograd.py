@@ -93,16 +93,25 @@ def _combine(matrix, parts):
     return out
 
 
-def input_transform(src, padding: tuple[int, int], tiles: tuple[int, int]):
+def _planes(out, shape, like):
+    """``out`` (a contiguous buffer to write into) viewed as ``shape``, or a new array."""
+    xp = backend.get_array_module(like)
+    return xp.empty(shape, dtype=like.dtype) if out is None else out.reshape(shape)
+
+
+def input_transform(src, padding: tuple[int, int], tiles: tuple[int, int], out=None):
     """V = B^T d B for every 4x4 tile d of src zero-padded by ``padding``; tile (i, j) starts
-    at padded pixel (2i, 2j). src: (m, C, Hs, Ws) -> V: (16, C, m*th*tw), columns (n, i, j)."""
-    xp = backend.get_array_module(src)
+    at padded pixel (2i, 2j). src: (m, C, Hs, Ws) -> V: (16, C, m*th*tw), columns (n, i, j),
+    written into ``out`` (contiguous, 16*C*m*th*tw values) when given."""
     (th, tw), (m, C) = tiles, src.shape[:2]
     region = padded_region(src, padding, (2 * th + 2, 2 * tw + 2))
+    V = _planes(out, (16, C, m, th, tw), src)
     # row a of every tile at once: padded rows a, a+2, ... (m, C, th, 2*tw+2)
     rows = _combine(B_T, [region[:, :, a:a + 2 * th:2] for a in range(4)])       # B^T d
-    V = [v for r in rows for v in _combine(B_T, [r[..., b:b + 2 * tw:2] for b in range(4)])]
-    return xp.stack(V).transpose(0, 2, 1, 3, 4).reshape(16, C, m * th * tw)    # (B^T d) B
+    planes = (v for r in rows for v in _combine(B_T, [r[..., b:b + 2 * tw:2] for b in range(4)]))
+    for k, v in enumerate(planes):                                               # (B^T d) B
+        V[k] = v.transpose(1, 0, 2, 3)
+    return V.reshape(16, C, m * th * tw)
 
 
 def output_transform(M, tiles: tuple[int, int], out):
@@ -116,13 +125,15 @@ def output_transform(M, tiles: tuple[int, int], out):
             target[...] = y[:, :, :target.shape[2], :target.shape[3]]
 
 
-def output_transform_adjoint(dout, tiles: tuple[int, int]):
+def output_transform_adjoint(dout, tiles: tuple[int, int], out=None):
     """The gradient of M given dout: A dY A^T for every 2x2 tile dY of dout (zero beyond its
-    edge). dout: (m, F, Ho, Wo) -> (16, F, m*th*tw)."""
-    xp = backend.get_array_module(dout)
+    edge). dout: (m, F, Ho, Wo) -> (16, F, m*th*tw), written into ``out`` when given."""
     (th, tw), (m, F) = tiles, dout.shape[:2]
     dY = padded_region(dout, (0, 0), (2 * th, 2 * tw))
+    dM = _planes(out, (16, F, m, th, tw), dout)
     A = A_T.T
     cols = [_combine(A, [dY[:, :, i::2, j::2] for i in range(2)]) for j in range(2)]  # A dY
-    dM = [v for a in range(4) for v in _combine(A, [cols[j][a] for j in range(2)])]   # .. A^T
-    return xp.stack(dM).transpose(0, 2, 1, 3, 4).reshape(16, F, m * th * tw)
+    planes = (v for a in range(4) for v in _combine(A, [cols[j][a] for j in range(2)]))
+    for k, v in enumerate(planes):                                                   # .. A^T
+        dM[k] = v.transpose(1, 0, 2, 3)
+    return dM.reshape(16, F, m * th * tw)

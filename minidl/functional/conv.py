@@ -30,6 +30,7 @@ Cost of forward or backward (each algorithm's docstring explains it), with ``L =
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 from typing import NamedTuple
@@ -646,6 +647,14 @@ WINOGRAD_GPU_BLOCK_BYTES = 256 << 20
 # Cg * Fg: with few channels on either side im2col is faster. Measured (one thread, fwd+bwd,
 # batch 100, 32x32): 32 -> 32 channels 120 ms against im2col's 137; 3 -> 64, 113 against 53.
 WINOGRAD_MIN_CHANNELS = 16
+# Why 2x2 output tiles only: larger tiles save more multiplies (F(4x4, 3x3): 36 per 16
+# outputs against 64, transformed arrays 2.25x the input against 4x) but round worse in
+# float32, their transforms having coefficients up to 8 and 1/24. Measured against a float64
+# direct sum, max error relative to the largest output (16 -> 16 channels at 12x12, as
+# test_float32_rounding_stays_close_to_im2col; 32 -> 32 at 32x32 in brackets): F(2x2)
+# 2.1e-7 (2.9e-7); F(4x4) with Lavin & Gray's points 0, +-1, +-2 3.5-4.4e-6 (5.3e-6), with
+# the best of 91 point sets tried (0, +-1, -1/2, 3/2) 1.6e-6; F(3x3, 3x3) at best 1.3e-6. All
+# exceed the 1e-6 that float32 Winograd is held to, so none of them is used.
 
 
 def winograd_applies(geom: ConvGeometry) -> bool:
@@ -672,6 +681,30 @@ def _winograd_blocks(N: int, channels: int, tiles, like):
     return _blocks(N, max(1, min(N, budget // max(per_image, 1))))
 
 
+def _front(scratch, key, shape, like):
+    """A contiguous ``shape`` array at the front of ``scratch[key]``, a flat buffer grown as
+    needed: a thread's blocks (the last one smaller) reuse one allocation, so they stop
+    allocating and page-faulting fresh arrays block after block."""
+    size = math.prod(shape)
+    buffer = scratch.get(key)
+    if buffer is None or buffer.size < size:
+        buffer = scratch[key] = backend.get_array_module(like).empty(size, dtype=like.dtype)
+    return buffer[:size].reshape(shape)
+
+
+def _correlate_block(t, src, U, padding, tiles, out, scratch):
+    """One block of ``_winograd_correlate``: out (m, F, Ho, Wo) = ``A^T [U @ V] A`` with
+    V = B^T d B of src (m, C, Hs, Ws); V and M live in the thread's scratch buffers."""
+    xp = backend.get_array_module(src)
+    _, groups, Fg, Cg = U.shape
+    T = src.shape[0] * tiles[0] * tiles[1]
+    V = t.input_transform(src, padding, tiles,
+                          out=_front(scratch, "V", (16, groups * Cg, T), src))
+    M = xp.matmul(U, V.reshape(16, groups, Cg, T),  # 16 x groups GEMMs
+                  out=_front(scratch, "M", (16, groups, Fg, T), src))
+    t.output_transform(M.reshape(16, groups * Fg, T), tiles, out)
+
+
 def _winograd_correlate(src, w, groups: int, padding, out_hw):
     """Correlate src: (N, C, Hs, Ws), zero-padded by ``padding`` (negative crops), with 3x3
     filters w: (F, C/groups, 3, 3) at stride 1 -> (N, F, *out_hw), block by block:
@@ -684,9 +717,7 @@ def _winograd_correlate(src, w, groups: int, padding, out_hw):
 
     def block(bounds, scratch):
         n0, n1 = bounds
-        V = t.input_transform(src[n0:n1], padding, tiles)
-        M = xp.matmul(U, V.reshape(16, groups, C // groups, -1))  # 16 x groups GEMMs
-        t.output_transform(M.reshape(16, F, -1), tiles, out[n0:n1])
+        _correlate_block(t, src[n0:n1], U, padding, tiles, out[n0:n1], scratch)
 
     _block_runs(block, list(_winograd_blocks(N, C + F, tiles, src)), src)
     return out
@@ -712,29 +743,39 @@ def _winograd_backward(dout, saved, geom: ConvGeometry):
     ``2 - ph``, see ``_input_grad_sweep``), by the same Winograd blocks as the forward pass.
     dW: the forward pass's chain rule in the tile domain, ``dU = sum over tiles of
     (A dY A^T) V^T`` (16 GEMMs per group summed over the batch), then ``dW = G^T dU G``.
-    Time and memory as the forward pass, twice.
+    Both in one pass over blocks of images: each block's dx, then its part of dU, while the
+    block's dout is still in cache. Time and memory as the forward pass, twice.
     """
     x, w = saved
     xp, t = backend.get_array_module(dout), _winograd_transforms(dout)
     G, (ph, pw) = geom.groups, geom.padding
     Fg, Cg = geom.F // G, geom.C // G
     w_flip = w.reshape(G, Fg, Cg, 3, 3)[..., ::-1, ::-1].transpose(0, 2, 1, 3, 4)
-    dx = _winograd_correlate(dout, xp.ascontiguousarray(w_flip).reshape(geom.C, Fg, 3, 3),
-                             G, (2 - ph, 2 - pw), (geom.H, geom.W))
-    tiles = _winograd.tiles_for((geom.Ho, geom.Wo))
+    U_flip = _winograd.filter_transform(xp.ascontiguousarray(w_flip).reshape(geom.C, Fg, 3, 3),
+                                        G)
+    tiles = _winograd.tiles_for((geom.Ho, geom.Wo))       # the forward's (dU's) tiles
+    dx_tiles = _winograd.tiles_for((geom.H, geom.W))      # the dx correlation's
+    dx = xp.empty((geom.N, geom.C, geom.H, geom.W), dtype=dout.dtype)
 
-    def chunk_du(chunk, scratch):  # the chunk's part of dU
+    def chunk(blocks, scratch):  # dx of the chunk's images and the chunk's part of dU
         dU = xp.zeros((16, G, Fg, Cg), dtype=dout.dtype)
-        for n0, n1 in chunk:
-            V = t.input_transform(x[n0:n1], geom.padding, tiles).reshape(16, G, Cg, -1)
-            dM = t.output_transform_adjoint(dout[n0:n1], tiles).reshape(16, G, Fg, -1)
-            dU += xp.matmul(dM, V.swapaxes(-1, -2))
+        for n0, n1 in blocks:
+            _correlate_block(t, dout[n0:n1], U_flip, (2 - ph, 2 - pw), dx_tiles, dx[n0:n1],
+                             scratch)
+            T = (n1 - n0) * tiles[0] * tiles[1]
+            V = t.input_transform(x[n0:n1], geom.padding, tiles,
+                                  out=_front(scratch, "V", (16, geom.C, T), x))
+            dM = t.output_transform_adjoint(dout[n0:n1], tiles,
+                                            out=_front(scratch, "dM", (16, geom.F, T), dout))
+            dU += xp.matmul(dM.reshape(16, G, Fg, T), V.reshape(16, G, Cg, T).swapaxes(-1, -2),
+                            out=_front(scratch, "dU_block", (16, G, Fg, Cg), dout))
         return dU
 
-    # Summed by fixed chunks of blocks, added in order, whatever the number of threads: dW
-    # comes out bit for bit the same on any machine and thread setting.
-    blocks = list(_winograd_blocks(geom.N, geom.C + geom.F, tiles, dout))
-    partials = _block_runs(chunk_du, _chunks(blocks), dout)
+    # dU is summed by fixed chunks of blocks, added in order, whatever the number of threads:
+    # dW comes out bit for bit the same on any machine and thread setting.
+    tile_count = max(tiles[0] * tiles[1], dx_tiles[0] * dx_tiles[1])
+    blocks = list(_winograd_blocks(geom.N, geom.C + geom.F, (tile_count, 1), dout))
+    partials = _block_runs(chunk, _chunks(blocks), dout)
     dU = _sum_in_order(partials) if partials else xp.zeros((16, G, Fg, Cg), dtype=dout.dtype)
     return dx, _winograd.filter_transform_adjoint(dU)
 

@@ -229,3 +229,18 @@ def test_auto_on_a_gpu_array_is_im2col(monkeypatch):
 def test_an_unknown_method_names_the_choices():
     with pytest.raises(ValueError, match=r"unknown method 'fast'.*'winograd', 'auto'"):
         conv2d_forward(np.ones((1, 1, 3, 3)), np.ones((1, 1, 3, 3)), None, method="fast")
+
+
+def test_scratch_buffers_are_reused_and_grown():
+    """``_front`` hands a thread's blocks views of one flat buffer per key, grown only when a
+    block needs more (so blocks stop allocating), each view contiguous and of its shape."""
+    scratch, like = {}, np.zeros(1, np.float32)
+    first = conv._front(scratch, "V", (16, 4, 10), like)
+    assert first.shape == (16, 4, 10) and first.flags.c_contiguous and first.dtype == np.float32
+    smaller = conv._front(scratch, "V", (16, 4, 3), like)  # a last, smaller block
+    assert np.shares_memory(first, smaller) and smaller.flags.c_contiguous
+    other = conv._front(scratch, "M", (16, 4, 10), like)
+    assert not np.shares_memory(first, other)
+    grown = conv._front(scratch, "V", (16, 4, 11), like)
+    assert grown.shape == (16, 4, 11) and not np.shares_memory(first, grown)
+    assert conv._front(scratch, "V", (16, 4, 10), like).base is grown.base
