@@ -765,8 +765,8 @@ def _winograd_backward(dout, saved, geom: ConvGeometry):
             T = (n1 - n0) * tiles[0] * tiles[1]
             V = t.input_transform(x[n0:n1], geom.padding, tiles,
                                   out=_front(scratch, "V", (16, geom.C, T), x))
-            dM = t.output_transform_adjoint(dout[n0:n1], tiles,
-                                            out=_front(scratch, "dM", (16, geom.F, T), dout))
+            dM = t.output_transform_adjoint(dout[n0:n1], tiles,  # M's buffer: 2 per thread
+                                            out=_front(scratch, "M", (16, geom.F, T), dout))
             dU += xp.matmul(dM.reshape(16, G, Fg, T), V.reshape(16, G, Cg, T).swapaxes(-1, -2),
                             out=_front(scratch, "dU_block", (16, G, Fg, Cg), dout))
         return dU
