@@ -114,15 +114,17 @@ def input_transform(src, padding: tuple[int, int], tiles: tuple[int, int], out=N
     return V.reshape(16, C, m * th * tw)
 
 
-def output_transform(M, tiles: tuple[int, int], out):
+def output_transform(M, tiles: tuple[int, int], out, bias=None):
     """Y = A^T M A for every tile, written into out: (m, F, Ho, Wo) (tile outputs beyond
-    Ho, Wo dropped). M: (16, F, m*th*tw)."""
+    Ho, Wo dropped), plus bias (F,) when given. M: (16, F, m*th*tw)."""
     (th, tw), (m, F) = tiles, out.shape[:2]
     M = M.reshape(4, 4, F, m, th, tw).transpose(0, 1, 3, 2, 4, 5)  # (4, 4, m, F, th, tw)
     for i, r in enumerate(_combine(A_T, [M[a] for a in range(4)])):             # A^T M
         for j, y in enumerate(_combine(A_T, [r[b] for b in range(4)])):          # (A^T M) A
             target = out[:, :, i::2, j::2]  # output (2*ti + i, 2*tj + j) of every tile
             target[...] = y[:, :, :target.shape[2], :target.shape[3]]
+    if bias is not None:
+        out += bias.reshape(1, -1, 1, 1)
 
 
 def output_transform_adjoint(dout, tiles: tuple[int, int], out=None):

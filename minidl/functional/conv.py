@@ -133,6 +133,8 @@ def conv2d_forward(x, w, b, stride=1, padding=0, dilation=1, groups=1, method="i
     b = None if b is None else b.astype(x.dtype, copy=False)
     if method == "im2col":  # adds the bias block by block, while each block is in cache
         out, saved = _im2col_forward(x, w, b, geom, bool(keep_patches))
+    elif method == "winograd":  # adds it in the output transform, likewise
+        out, saved = _winograd_forward(x, w, b, geom)
     else:
         out, saved = _FORWARD[method](x, w, geom)
         if b is not None:
@@ -692,9 +694,10 @@ def _front(scratch, key, shape, like):
     return buffer[:size].reshape(shape)
 
 
-def _correlate_block(t, src, U, padding, tiles, out, scratch):
-    """One block of ``_winograd_correlate``: out (m, F, Ho, Wo) = ``A^T [U @ V] A`` with
-    V = B^T d B of src (m, C, Hs, Ws); V and M live in the thread's scratch buffers."""
+def _correlate_block(t, src, U, padding, tiles, out, scratch, bias=None):
+    """One block of ``_winograd_correlate``: out (m, F, Ho, Wo) = ``A^T [U @ V] A`` (+ bias,
+    (F,) or None) with V = B^T d B of src (m, C, Hs, Ws); V and M live in the thread's
+    scratch buffers."""
     xp = backend.get_array_module(src)
     _, groups, Fg, Cg = U.shape
     T = src.shape[0] * tiles[0] * tiles[1]
@@ -702,13 +705,14 @@ def _correlate_block(t, src, U, padding, tiles, out, scratch):
                           out=_front(scratch, "V", (16, groups * Cg, T), src))
     M = xp.matmul(U, V.reshape(16, groups, Cg, T),  # 16 x groups GEMMs
                   out=_front(scratch, "M", (16, groups, Fg, T), src))
-    t.output_transform(M.reshape(16, groups * Fg, T), tiles, out)
+    t.output_transform(M.reshape(16, groups * Fg, T), tiles, out, bias)
 
 
-def _winograd_correlate(src, w, groups: int, padding, out_hw):
+def _winograd_correlate(src, w, groups: int, padding, out_hw, bias=None):
     """Correlate src: (N, C, Hs, Ws), zero-padded by ``padding`` (negative crops), with 3x3
-    filters w: (F, C/groups, 3, 3) at stride 1 -> (N, F, *out_hw), block by block:
-    ``out = A^T [U @ V] A`` with U = G w G^T: (16, groups, Fg, Cg) and V = B^T d B."""
+    filters w: (F, C/groups, 3, 3) at stride 1 (plus bias: (F,) or None) -> (N, F, *out_hw),
+    block by block: ``out = A^T [U @ V] A`` with U = G w G^T: (16, groups, Fg, Cg) and
+    V = B^T d B."""
     xp, t = backend.get_array_module(src), _winograd_transforms(src)
     (N, C), F = src.shape[:2], w.shape[0]
     tiles = _winograd.tiles_for(out_hw)
@@ -717,13 +721,13 @@ def _winograd_correlate(src, w, groups: int, padding, out_hw):
 
     def block(bounds, scratch):
         n0, n1 = bounds
-        _correlate_block(t, src[n0:n1], U, padding, tiles, out[n0:n1], scratch)
+        _correlate_block(t, src[n0:n1], U, padding, tiles, out[n0:n1], scratch, bias)
 
     _block_runs(block, list(_winograd_blocks(N, C + F, tiles, src)), src)
     return out
 
 
-def _winograd_forward(x, w, geom: ConvGeometry):
+def _winograd_forward(x, w, b, geom: ConvGeometry):
     """Convolution by Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray, 2016, "Fast
     Algorithms for Convolutional Neural Networks"); the transforms are in ``_winograd``.
 
@@ -733,9 +737,11 @@ def _winograd_forward(x, w, geom: ConvGeometry):
     the padding is never materialised). Time: O((C + F) * 16 * N*Ho*Wo/4) for the
     transforms plus O(N*F*Cg*4*Ho*Wo) multiply-adds in BLAS. Memory: one block of tiles.
     Rounding differs from the direct sum by a few ulps (the transforms add and subtract up to
-    9 terms; each multiply is by 1, -1 or 0.5).
+    9 terms; each multiply is by 1, -1 or 0.5). The bias is added in the output transform,
+    while each block's outputs are in cache (the same sums as adding it afterwards).
     """
-    return _winograd_correlate(x, w, geom.groups, geom.padding, (geom.Ho, geom.Wo)), (x, w)
+    out_hw = (geom.Ho, geom.Wo)
+    return _winograd_correlate(x, w, geom.groups, geom.padding, out_hw, b), (x, w)
 
 
 def _winograd_backward(dout, saved, geom: ConvGeometry):
@@ -780,7 +786,6 @@ def _winograd_backward(dout, saved, geom: ConvGeometry):
     return dx, _winograd.filter_transform_adjoint(dU)
 
 
-_FORWARD = {"loops": _loops_forward, "fft": _fft_forward,  # im2col also takes the bias
-            "winograd": _winograd_forward}
+_FORWARD = {"loops": _loops_forward, "fft": _fft_forward}  # im2col, winograd: see above
 _BACKWARD = {"loops": _loops_backward, "im2col": _im2col_backward, "fft": _fft_backward,
              "winograd": _winograd_backward}

@@ -100,9 +100,9 @@ def _input_tiles(src, ph, pw, V):
 
 
 @numba.njit(cache=True, nogil=True)
-def _output_tiles(M, out):
-    """out[n, f, 2i:2i+2, 2j:2j+2] = A^T M A (clipped at the edge). M: (16, F, m, th, tw),
-    out: (m, F, Ho, Wo)."""
+def _output_tiles(M, out, bias, has_bias):
+    """out[n, f, 2i:2i+2, 2j:2j+2] = A^T M A (clipped at the edge), plus bias[f] if
+    has_bias. M: (16, F, m, th, tw), out: (m, F, Ho, Wo), bias: (F,) (unread without)."""
     m, F, Ho, Wo = out.shape
     th, tw = M.shape[3], M.shape[4]
     r = np.empty((2, 4, tw), dtype=M.dtype)  # A^T M for one row of tiles
@@ -122,6 +122,11 @@ def _output_tiles(M, out):
                         out[n, f, y, x] = r[k, 0, j] + r[k, 1, j] + r[k, 2, j]
                         if x + 1 < Wo:
                             out[n, f, y, x + 1] = r[k, 1, j] - r[k, 2, j] - r[k, 3, j]
+        if has_bias:  # added to the finished plane, still in cache: out = (A^T M A) + b
+            bf = bias[f]
+            for y in range(Ho):
+                for x in range(Wo):
+                    out[n, f, y, x] += bf
 
 
 @numba.njit(cache=True, nogil=True)
@@ -174,12 +179,14 @@ def input_transform(src, padding: tuple[int, int], tiles: tuple[int, int], out=N
     return V.reshape(16, C, -1)
 
 
-def output_transform(M, tiles: tuple[int, int], out):
-    """As ``_winograd.output_transform``: M (16, F, m*th*tw) into out (m, F, Ho, Wo)."""
+def output_transform(M, tiles: tuple[int, int], out, bias=None):
+    """As ``_winograd.output_transform``: M (16, F, m*th*tw) into out (m, F, Ho, Wo), plus
+    bias (F,) when given."""
     m, F = out.shape[:2]
     M = np.ascontiguousarray(M).reshape((16, F, m) + tuple(tiles))
     target = out if out.flags.c_contiguous else np.empty(out.shape, dtype=out.dtype)
-    _output_tiles(M, target)
+    has_bias = bias is not None
+    _output_tiles(M, target, bias if has_bias else np.zeros(1, dtype=M.dtype), has_bias)
     if target is not out:
         out[...] = target
 

@@ -244,3 +244,13 @@ def test_scratch_buffers_are_reused_and_grown():
     grown = conv._front(scratch, "V", (16, 4, 11), like)
     assert grown.shape == (16, 4, 11) and not np.shares_memory(first, grown)
     assert conv._front(scratch, "V", (16, 4, 10), like).base is grown.base
+
+
+def test_the_bias_is_added_to_the_finished_outputs(kernel_mode):
+    """Winograd adds the bias inside its output transform, block by block: the same float32
+    sums as adding it to the bias-free output afterwards, bit for bit."""
+    x, w, b = (a.astype(np.float32) for a in _arrays(3, 4, 7, 6, 4, 1))
+    with_bias, cache = conv2d_forward(x, w, b, padding=1, method="winograd")
+    without, _ = conv2d_forward(x, w, None, padding=1, method="winograd")
+    assert cache.method == "winograd"
+    np.testing.assert_array_equal(with_bias, without + b.reshape(1, -1, 1, 1))

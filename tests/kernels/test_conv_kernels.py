@@ -54,6 +54,13 @@ def test_output_transform_and_its_adjoint(compiled, m, C, H, W, padding, out_hw,
     strided = np.full((m, 2 * C) + out_hw, np.nan, dtype=dtype)[:, ::2]  # a non-contiguous out
     compiled.output_transform(M, tiles, strided)
     _close(strided, ref, dtype)
+    bias = rng.standard_normal(C).astype(dtype)
+    with_bias = ref + bias.reshape(-1, 1, 1)  # the bias added to each finished output
+    reference.output_transform(M, tiles, ref, bias)
+    np.testing.assert_array_equal(ref, with_bias)
+    for target in (got, strided):
+        compiled.output_transform(M, tiles, target, bias)
+        _close(target, with_bias, dtype)
 
     dout = rng.standard_normal((m, C) + out_hw).astype(dtype)
     _close(compiled.output_transform_adjoint(dout, tiles),
