@@ -224,3 +224,32 @@ def test_compare_puts_the_ratios_of_each_file_side_by_side(tmp_path, capsys):
     with pytest.raises(SystemExit):
         compare.main([paths[0], "--labels", "a", "b"])
     assert "2 labels for 1 files" in capsys.readouterr().err
+
+
+def test_commit_is_marked_when_the_measured_source_has_uncommitted_changes(tmp_path,
+                                                                          monkeypatch):
+    """The results name the code that ran: the commit, plus "+uncommitted" where the
+    package's tracked files differ from it (untracked files elsewhere do not count)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    bench_dir = tmp_path / "pkg" / "bench"
+    bench_dir.mkdir(parents=True)
+    (bench_dir / "cli.py").write_text("x = 1\n")
+
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                              cwd=tmp_path, check=True, capture_output=True, text=True)
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "first")
+    head = git("rev-parse", "--short", "HEAD").stdout.strip()
+    monkeypatch.setattr(cli, "__file__", str(bench_dir / "cli.py"))
+    assert cli._git_commit() == head
+    (tmp_path / "notes.txt").write_text("untracked, outside the package\n")
+    assert cli._git_commit() == head
+    (bench_dir / "cli.py").write_text("x = 2\n")
+    assert cli._git_commit() == head + "+uncommitted"

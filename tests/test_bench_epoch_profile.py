@@ -40,6 +40,7 @@ def test_epoch_numpy_path_extrapolated(data_dir, tmp_path, capsys):
     assert results["extrapolated"] is True
     (row,) = results["rows"]
     assert row["contender"] == "minidl numpy" and row["x_torch"] is None
+    assert row["x_torch_median_step"] is None
     train, val = row["train"], row["val"]
     assert train["batches"] == 2 and len(train["batch_seconds"]) == 2
     assert train["epoch_seconds"] == pytest.approx(epoch._whole(train["batch_seconds"], 12))
@@ -64,6 +65,12 @@ def test_epoch_contenders_train_the_same_network(data_dir, tmp_path):
     np.testing.assert_allclose(losses, losses[0], rtol=1e-4)
     for r in rows.values():
         assert r["x_torch"] == pytest.approx(r["epoch_seconds"] / rows["torch"]["epoch_seconds"])
+        assert r["x_torch_median_step"] == pytest.approx(
+            r["train"]["median_ms"] / rows["torch"]["train"]["median_ms"])
+    table = epoch.markdown(results)
+    assert "x torch (median step)" in table and "x torch (epoch)" in table
+    numpy_row = next(line for line in table.splitlines() if line.startswith("| minidl numpy |"))
+    assert f"{rows['minidl numpy']['x_torch_median_step']:.2f}x" in numpy_row
 
 
 def test_epoch_times_each_conv_method_as_its_own_contender(data_dir):

@@ -80,15 +80,23 @@ def _torch_twins(no_torch: bool):
 
 
 def _git_commit() -> str | None:
-    """The commit of the minidl source being measured (None outside a git checkout)."""
-    try:
-        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, cwd=Path(__file__).resolve().parent, timeout=10)
-    except (OSError, subprocess.SubprocessError):
+    """The commit of the minidl source being measured (None outside a git checkout), with
+    "+uncommitted" when the package's tracked files differ from it."""
+    package = Path(__file__).resolve().parents[1]
+
+    def git(*args):
+        try:
+            done = subprocess.run(["git", *args], capture_output=True, text=True,
+                                  cwd=package, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
         return None
-    if done.returncode != 0:
-        return None
-    return done.stdout.strip() or None
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    return commit + ("+uncommitted" if changed else "")
 
 
 def machine(torch_twins) -> dict:
@@ -126,6 +134,7 @@ def run(args, torch_twins, log) -> dict:
     """Measure every selected case; return the results dict (``report`` documents its rows)."""
     selected = cases.select(args.only, args.quick)
     load_before = _load_average()
+    where = machine(torch_twins)  # now: a commit made during a long run is not what ran
     modes = ["numpy", "auto"] if args.kernels == "both" else [args.kernels]
     warmup = 1
     torch = None if torch_twins is None else torch_twins.torch
@@ -150,7 +159,7 @@ def run(args, torch_twins, log) -> dict:
     return {"schema": "minidl.bench/1",
             "command": "python -m minidl.bench " + " ".join(args.argv),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "quick": args.quick, "kernels": modes, "machine": machine(torch_twins),
+            "quick": args.quick, "kernels": modes, "machine": where,
             "load_average": {"start": load_before, "end": _load_average()},
             "gemm": gemm, "memory_method": measure.memory_method(), "rows": rows}
 

@@ -5,11 +5,19 @@ What ``python -m minidl.train vgg38 --bn --residual`` does in an epoch: 57,000 s
 training images in batches of 100 (570 steps; forward, cross-entropy, backward, Adam), then
 the 3,000 validation images in eval mode. Every contender trains its own copy of the same
 initial weights on the same batches, and the contenders take turns batch by batch, so a
-burst of load from elsewhere on the machine hits them all alike; each one's epoch time is
+burst of load from elsewhere on the machine falls on all of them; each one's epoch time is
 the sum of its own steps. ``--steps N`` stops after N steps and extrapolates the training
 part to the full epoch from their mean, and the validation part from the same fraction of
-the validation batches (``--no-val`` skips it). The learning rate is constant (timing does not depend on it); the losses
-and accuracies are reported to show that every contender really learns the same thing.
+the validation batches (``--no-val`` skips it). The learning rate is constant (timing does
+not depend on it); the losses and accuracies are reported to show that every contender
+really learns the same thing.
+
+Two ratios to PyTorch are reported, of the epoch times and of the median step times. They
+part when the machine is busy: load stalls a library whose threads meet in many short
+parallel regions (PyTorch) far more than one whose threads meet less often, and a few
+stalled steps move a sum, not a median (on a shared machine one PyTorch step took 837 ms
+at the median and up to 6 s in the same epoch).
+
 Peak memory is not measured here (the contenders share one process): the bench's ``step``
 case measures it per library in fresh processes.
 """
@@ -194,6 +202,8 @@ def run(pairs, steps: int | None, with_torch: bool, validate: bool, batch_size: 
     torch_row = next((r for r in rows if r["contender"] == "torch"), None)
     for r in rows:
         r["x_torch"] = r["epoch_seconds"] / torch_row["epoch_seconds"] if torch_row else None
+        r["x_torch_median_step"] = (r["train"]["median_ms"] / torch_row["train"]["median_ms"]
+                                    if torch_row else None)
     model = "vgg38 --bn --residual" + ("" if methods == ["auto"] else
                                        f" --conv-method {' | '.join(methods)}")
     return {"schema": "minidl.bench.epoch/1", "model": model,
@@ -213,13 +223,16 @@ def markdown(results: dict) -> str:
             f"{full['val']} validation batches")
     lines = [f"{results['model']} on Fashion-MNIST ({results['train_images']} training, "
              f"{results['val_images']} validation images), Adam; {note}.", "",
-             "| contender | train step ms (median) | train s | validation s | epoch s | "
-             "x torch | train loss | train acc | val acc |",
-             "|" + " --- |" * 9]
+             "| contender | train step ms (median) | x torch (median step) | train s | "
+             "validation s | epoch s | x torch (epoch) | train loss | train acc | val acc |",
+             "|" + " --- |" * 10]
     for r in results["rows"]:
         t, v = r["train"], r.get("val")
         x = "-" if r["x_torch"] is None else f"{r['x_torch']:.2f}x"
-        lines.append(f"| {r['contender']} | {t['median_ms']:.0f} | {t['epoch_seconds']:.0f} | "
+        xm = r.get("x_torch_median_step")
+        xm = "-" if xm is None else f"{xm:.2f}x"
+        lines.append(f"| {r['contender']} | {t['median_ms']:.0f} | {xm} | "
+                     f"{t['epoch_seconds']:.0f} | "
                      f"{'-' if v is None else format(v['epoch_seconds'], '.0f')} | "
                      f"{r['epoch_seconds']:.0f} | {x} | {t['loss']:.4f} | "
                      f"{100 * t['accuracy']:.2f}% | "
@@ -280,6 +293,7 @@ def main(argv=None) -> int:
 
     from .cli import _load_average, machine
     load_start = _load_average()
+    where = machine(_torch_module() if with_torch else None)  # the commit that was imported
     results = run(pairs, args.steps, with_torch, not args.no_val, args.batch, args.lr,
                   args.data_dir, log)
     results.update(command="python -m minidl.bench epoch " + " ".join(argv),
@@ -287,7 +301,7 @@ def main(argv=None) -> int:
                        timespec="seconds"),
                    kernels=list(dict.fromkeys(mode for mode, _ in pairs)), quick=False,
                    load_average={"start": load_start, "end": _load_average()},
-                   machine=machine(_torch_module() if with_torch else None))
+                   machine=where)
     table = markdown(results)
     if args.json:
         report.write_json(results, args.json)
