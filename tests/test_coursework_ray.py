@@ -5,7 +5,7 @@ import pytest
 
 from coursework import runner, studies
 from coursework.__main__ import main
-from minidl.functional.conv import blas_threads
+from minidl._threads import blas_threads
 from minidl.metrics import METRIC_COLUMNS, CSVLog
 from minidl.train import EXIT_OK
 from tests.fake_data import write_fake_fashion_mnist

@@ -121,7 +121,7 @@ def machine(torch_twins) -> dict:
     if kernels.numba_available():
         import numba
 
-        from ..kernels import _threads
+        from .. import _threads
         info["numba"] = numba.__version__
         info["kernel_threads"] = _threads.threads()  # threads sharing a large kernel call
     if torch_twins is not None:

@@ -14,7 +14,7 @@ anyway (a conv keeps its input), so the cache costs no extra memory. With numba 
 Threads: ReLU and LeakyReLU, the activations of the coursework networks, do their maths in a
 function of the elements ``lo:hi`` (``_relu``, ``_leaky_relu``, ``_leaky_relu_grad``), and a
 large NumPy array is cut into consecutive shares done at once by a small pool of threads
-(``kernels._threads.share_rows``: NumPy releases the GIL in its loops, so two threads use two
+(``minidl._threads.share_rows``: NumPy releases the GIL in its loops, so two threads use two
 cores). Element-wise maths gives the same bits however the elements are shared out.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from .. import backend, kernels
 from .._shapes import float_input
-from ..kernels._threads import share_rows
+from .._threads import share_rows
 
 
 class ActivationCache(NamedTuple):

@@ -31,13 +31,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import threading
 from typing import NamedTuple
 
 import numpy as np
 
-from .. import backend, kernels
+from .. import _threads, backend, kernels
 from .._shapes import conv_output_size, float_input, pair, positive_int
 from . import _winograd
 from ._windows import Tap, clipped_taps, crop_hw, pad_hw
@@ -271,7 +270,7 @@ def _loops_backward(dout, saved, geom: ConvGeometry):
 
 # ---------------------------------------------------------------------------- blocks on threads
 # im2col and Winograd work a block of images at a time, sized to stay in a core's cache. On a
-# CPU a layer's blocks are shared out to the threads of minidl's one pool (``kernels._threads``;
+# CPU a layer's blocks are shared out to the threads of minidl's one pool (``minidl._threads``;
 # NumPy's copies and BLAS release the GIL), each thread taking the next block as it finishes
 # one, so a core slowed by another process takes fewer. BLAS runs every block's GEMMs on the
 # calling thread, always (``blas_single_threaded``): OpenBLAS's result depends on its thread
@@ -293,8 +292,6 @@ def _block_runs(fn, items: list, src) -> list:
     on a pool thread already). ``scratch`` is a dict private to one thread, for buffers
     reused from one item to the next. Where NumPy's BLAS does the GEMMs (NumPy arrays, the
     GPU stand-in's too) it runs them single-threaded."""
-    from ..kernels import _threads  # here: _threads imports this module
-
     workers = min(_threads.threads(), len(items))
     if (backend.get_array_module(src) is not np or src.size < SERIAL_BELOW or workers < 2
             or _threads.in_pool()):
@@ -356,19 +353,6 @@ def _sum_in_order(partials):
 # ms with 64-256 MiB. A GPU prefers a few large kernels.
 CPU_BLOCK_BYTES = 2 << 20  # one size for any BLAS setting: block GEMMs run on one thread
 GPU_BLOCK_BYTES = 256 << 20
-
-
-def blas_threads() -> int:
-    """How many threads BLAS may split a GEMM across: the first of the usual environment
-    variables (read by OpenBLAS, MKL and OpenMP) that is set, else the number of CPUs."""
-    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(var, "").strip()
-        if value:
-            try:
-                return max(1, int(value.split(",")[0]))  # OpenMP may list one per level
-            except ValueError:
-                break
-    return os.cpu_count() or 1
 
 
 class Sweep(NamedTuple):

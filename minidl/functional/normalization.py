@@ -19,7 +19,7 @@ maths runs as two fused passes each way (``minidl.kernels.normalization``).
 Threads: each pass over memory is one short function of the rows ``lo:hi`` of the batch
 (``_plane_sums``, ``_centre``, ``_affine``; ``_grad_sums``, ``_grad_input``), and a large
 NumPy array is cut into consecutive shares of rows done at once by a small pool of threads
-(``kernels._threads.share_rows``: NumPy releases the GIL in its loops, so two threads use two
+(``minidl._threads.share_rows``: NumPy releases the GIL in its loops, so two threads use two
 cores). A per-channel sum is first made per (n, c) plane, into an (N, C) array, then added
 over n in one fixed order: the same bits for any number of threads, and the same bits as one
 ``sum(axis=(0, 2))`` over the whole array, which adds plane by plane in that order too.
@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 from .. import backend, kernels
 from .._shapes import float_input
-from ..kernels._threads import share_rows
+from .._threads import share_rows
 
 
 class BatchNormCache(NamedTuple):

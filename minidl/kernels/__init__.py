@@ -23,10 +23,10 @@ What is compiled (each kernel once per dtype used, float32 and float64, on first
                        why the conv's default method "auto" picks winograd when kernels are on
 
 Each kernel is serial and releases the GIL; a large call is cut into shares, one per thread,
-run at once by the calling thread and a small pool (``_threads.run_shares``). That one pool
-does all of minidl's CPU parallelism, with or without numba: the NumPy path's BatchNorm,
-activation and residual passes (``_threads.share_rows``) and the convolution's image blocks,
-whose GEMMs run with NumPy's BLAS pinned to one thread (``_threads.blas_single_threaded``:
+run at once by the calling thread and a small pool (``minidl._threads.run_shares``). That
+one pool does all of minidl's CPU parallelism, with or without numba: the NumPy path's
+BatchNorm, activation and residual passes (``share_rows``) and the convolution's image
+blocks, whose GEMMs run with NumPy's BLAS pinned to one thread (``blas_single_threaded``:
 a threaded OpenBLAS's worker spins ~0.1 s after each GEMM it splits and would hold a core
 against the pool). As many threads as BLAS would use (``OPENBLAS_NUM_THREADS`` etc., else
 the CPU count); ``MINIDL_KERNEL_THREADS=N`` sets another count. Calls under 262,144

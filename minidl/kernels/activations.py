@@ -15,7 +15,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._threads import run_shares
+from .._threads import run_shares
 
 
 # Each kernel loops over slices from 0: an index known not to be negative needs no

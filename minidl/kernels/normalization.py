@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._threads import run_shares
+from .._threads import run_shares
 
 
 # Sums may be reordered ("reassoc") so that LLVM vectorises them; NaN and inf keep their

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .. import backend
-from ..kernels._threads import share_rows
+from .._threads import share_rows
 from .base import Layer
 
 

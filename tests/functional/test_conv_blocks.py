@@ -193,23 +193,3 @@ def test_pad_hw_matches_np_pad(value, xp):
     assert got.dtype == x.dtype
     np.testing.assert_array_equal(backend.asnumpy(got), expected)
     assert pad_hw(x, (0, 0)) is x
-
-
-@pytest.mark.parametrize("env, expected", [
-    ({"OPENBLAS_NUM_THREADS": "1"}, 1),
-    ({"OPENBLAS_NUM_THREADS": "3", "OMP_NUM_THREADS": "1"}, 3),
-    ({"OPENBLAS_NUM_THREADS": "4", "OMP_NUM_THREADS": "1"}, 4),
-    ({"OMP_NUM_THREADS": "1"}, 1),
-    ({"MKL_NUM_THREADS": "2"}, 2),
-    ({"OMP_NUM_THREADS": "4,2"}, 4),          # OpenMP's per-level list: the outer level
-    ({"MKL_NUM_THREADS": "0"}, 1),
-    ({"OPENBLAS_NUM_THREADS": "many"}, None),  # unreadable: as if unset
-    ({}, None),
-])
-def test_blas_threads_reads_the_thread_variables(env, expected, monkeypatch):
-    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
-        monkeypatch.delenv(var, raising=False)
-    for var, value in env.items():
-        monkeypatch.setenv(var, value)
-    monkeypatch.setattr(conv.os, "cpu_count", lambda: 6)
-    assert conv.blas_threads() == (6 if expected is None else expected)

@@ -10,7 +10,7 @@ from minidl.functional import normalization as FN
 
 @pytest.fixture
 def threads(numba_kernels):
-    from minidl.kernels import _threads
+    from minidl import _threads
     return _threads
 
 

@@ -4,11 +4,10 @@ stand-in GPU (one share, no threads) gives the CPU's bits. Needs no numba."""
 import numpy as np
 import pytest
 
-from minidl import backend, kernels
+from minidl import _threads, backend, kernels
 from minidl import layers as L
 from minidl.functional import activations as FA
 from minidl.functional import normalization as FN
-from minidl.kernels import _threads
 
 # (N, C, H, W) BatchNorm2d-like, (N, C) BatchNorm1d-like, 8x8 planes with many channels, a
 # batch of 1 (nothing to share) and 3 (fewer rows than some cuts).

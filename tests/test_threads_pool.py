@@ -1,12 +1,13 @@
-"""The one pool (``_threads.executor``), no waiting on it from inside it, and BLAS kept on the
-calling thread while the pool's threads call it (``blas_single_threaded``). Needs no numba."""
+"""minidl's CPU threads: how many (``_threads.blas_threads``), the one pool
+(``_threads.executor``), no waiting on it from inside it, and BLAS kept on the calling thread
+while the pool's threads call it (``blas_single_threaded``). Needs no numba."""
 import os
 import threading
 
 import numpy as np
 import pytest
 
-from minidl.kernels import _threads
+from minidl import _threads
 
 
 def _blas_threads_now():
@@ -91,3 +92,23 @@ def test_sharing_from_a_pool_thread_runs_whole_there(monkeypatch):
     assert inner[1][0][0].name.startswith("minidl-share")
     # outer share 0 ran on the calling thread, which still shared its inner call out
     assert sorted((a, b) for _, a, b in inner[0]) == [(0, 5), (5, 10)]
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"OPENBLAS_NUM_THREADS": "1"}, 1),
+    ({"OPENBLAS_NUM_THREADS": "3", "OMP_NUM_THREADS": "1"}, 3),
+    ({"OPENBLAS_NUM_THREADS": "4", "OMP_NUM_THREADS": "1"}, 4),
+    ({"OMP_NUM_THREADS": "1"}, 1),
+    ({"MKL_NUM_THREADS": "2"}, 2),
+    ({"OMP_NUM_THREADS": "4,2"}, 4),          # OpenMP's per-level list: the outer level
+    ({"MKL_NUM_THREADS": "0"}, 1),
+    ({"OPENBLAS_NUM_THREADS": "many"}, None),  # unreadable: as if unset
+    ({}, None),
+])
+def test_blas_threads_reads_the_thread_variables(env, expected, monkeypatch):
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 6)
+    assert _threads.blas_threads() == (6 if expected is None else expected)

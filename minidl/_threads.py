@@ -1,7 +1,7 @@
-"""One small pool of threads that shares a large element-wise or per-plane call out to the
-CPU's cores: ``run_shares`` for compiled kernels, ``share_rows`` for NumPy code, and
-``executor`` for the convolution's blocks, whose GEMMs run inside ``blas_single_threaded``.
-(It lives in ``kernels/`` for history; the NumPy path uses it as much as numba does.)
+"""minidl's CPU threads: one small pool that shares a large element-wise or per-plane call
+out to the CPU's cores: ``run_shares`` for compiled kernels, ``share_rows`` for NumPy code,
+and ``executor`` for the convolution's blocks, whose GEMMs run inside
+``blas_single_threaded``; ``threads`` says how many (``blas_threads`` by default).
 
 A call is cut into consecutive shares of rows (planes, batch rows or elements), one per
 thread: the calling thread does the first, the pool's threads the others, at once. This pays
@@ -27,8 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .. import backend
-from ..functional.conv import blas_threads
+from . import backend
 
 # Below this many elements a call runs on the calling thread alone. Handing a share to
 # another thread costs tens of microseconds on an idle machine, and on a busy one (test
@@ -39,10 +38,22 @@ _pool = None  # (process id, ThreadPoolExecutor): a forked child needs its own t
 _blas = None  # [threadpoolctl controller of NumPy's BLAS, or None]: found on first use
 
 
+def blas_threads() -> int:
+    """How many threads BLAS may split a GEMM across: the first of the usual environment
+    variables (read by OpenBLAS, MKL and OpenMP) that is set, else the number of CPUs."""
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value:
+            try:
+                return max(1, int(value.split(",")[0]))  # OpenMP may list one per level
+            except ValueError:
+                break
+    return os.cpu_count() or 1
+
+
 def threads() -> int:
     """How many threads share a large call: ``MINIDL_KERNEL_THREADS`` if set, else as many as
-    BLAS uses (``functional.conv.blas_threads``): the shared work runs between BLAS calls, on
-    its cores."""
+    BLAS would use (``blas_threads``): the shared work runs between BLAS calls, on its cores."""
     value = os.environ.get("MINIDL_KERNEL_THREADS", "").strip()
     if not value:
         return blas_threads()
