@@ -315,19 +315,26 @@ def _block_runs(fn, items: list, src) -> list:
     return results
 
 
-def _reuse(buffer, shape, like, zeros=False):
-    """``buffer`` if it has ``shape``, else a new array (dtype and module of ``like``; zeros
-    or uninitialised): blocks share one buffer, except a smaller last block."""
-    if buffer is not None and buffer.shape == shape:
-        return buffer
-    xp = backend.get_array_module(like)
-    return (xp.zeros if zeros else xp.empty)(shape, dtype=like.dtype)
+def _front(scratch, key, shape, like):
+    """A contiguous ``shape`` array at the front of ``scratch[key]``, a flat buffer grown as
+    needed (dtype and module of ``like``; uninitialised): a thread's blocks (the last one
+    smaller) reuse one allocation, so they stop allocating and page-faulting fresh arrays
+    block after block."""
+    size = math.prod(shape)
+    buffer = scratch.get(key)
+    if buffer is None or buffer.size < size:
+        buffer = scratch[key] = backend.get_array_module(like).empty(size, dtype=like.dtype)
+    return buffer[:size].reshape(shape)
 
 
-def _held(scratch, key, shape, like, zeros=False):
-    """``scratch[key]``, replaced by a new array (see ``_reuse``) unless it has ``shape``."""
-    scratch[key] = _reuse(scratch.get(key), shape, like, zeros)
-    return scratch[key]
+def _zeroed(scratch, key, shape, like):
+    """``scratch[key]`` if it has ``shape``, else a new zero-filled array kept there: for a
+    buffer some of whose entries no block writes (the patches' padding), which stay zero only
+    while every block has the same shape (a smaller last block gets a fresh one)."""
+    buffer = scratch.get(key)
+    if buffer is None or buffer.shape != shape:
+        buffer = scratch[key] = backend.get_array_module(like).zeros(shape, dtype=like.dtype)
+    return buffer
 
 
 def _chunks(blocks: list) -> list:
@@ -420,7 +427,7 @@ def _patches(src, n0: int, n1: int, sweep: Sweep, scratch=None):
     if scratch is None:
         patches = backend.get_array_module(src).zeros(shape, dtype=src.dtype)
     else:  # entries on the padding stay zero from the allocation, the same in every block
-        patches = _held(scratch, "patches", shape, src, zeros=True)
+        patches = _zeroed(scratch, "patches", shape, src)
     _fill_patches(patches, src[n0:n1], sweep.taps)
     return patches
 
@@ -437,7 +444,7 @@ def _rows_of(block, G: int, scratch):
     if block.shape[0] == 1:  # one image: already in that order
         return block.reshape(G, block.shape[1] // G, -1)
     rows = _to_rows(block, G)
-    out = _held(scratch, "rows", rows.shape[:2] + (rows.shape[2] * rows.shape[3],), block)
+    out = _front(scratch, "rows", rows.shape[:2] + (rows.shape[2] * rows.shape[3],), block)
     out.reshape(rows.shape)[...] = rows
     return out
 
@@ -462,7 +469,7 @@ def _correlate(src, w_mat, b, sweep: Sweep, keep_patches=False):
             if b is not None:
                 image += b.reshape(G, Fg, 1)
         else:  # the GEMM's (g, f, n, i, j) order, copied into out's (n, g, f, i, j)
-            prod = _held(scratch, "prod", (G, Fg, patches.shape[-1]), src)
+            prod = _front(scratch, "prod", (G, Fg, patches.shape[-1]), src)
             xp.matmul(w_mat, patches, out=prod)
             rows = _to_rows(out[n0:n1], G)
             if b is None:
@@ -549,7 +556,7 @@ def _im2col_backward(dout, saved, geom: ConvGeometry):
     def col2im(bounds, scratch):  # blocks write disjoint images of dx
         n0, n1 = bounds
         d_rows = _rows_of(dout[n0:n1], G, scratch)
-        dpatches = _held(scratch, "dpatches", (G, Kg, d_rows.shape[-1]), dout)
+        dpatches = _front(scratch, "dpatches", (G, Kg, d_rows.shape[-1]), dout)
         xp.matmul(w_mat.swapaxes(-1, -2), d_rows, out=dpatches)
         _add_patches(dx[n0:n1], dpatches.reshape((geom.C,) + sweep.kernel + (n1 - n0,)
                                                  + sweep.out_hw), sweep.taps)
@@ -665,17 +672,6 @@ def _winograd_blocks(N: int, channels: int, tiles, like):
     budget = (WINOGRAD_CPU_BLOCK_BYTES if backend.get_array_module(like) is np
               else WINOGRAD_GPU_BLOCK_BYTES)
     return _blocks(N, max(1, min(N, budget // max(per_image, 1))))
-
-
-def _front(scratch, key, shape, like):
-    """A contiguous ``shape`` array at the front of ``scratch[key]``, a flat buffer grown as
-    needed: a thread's blocks (the last one smaller) reuse one allocation, so they stop
-    allocating and page-faulting fresh arrays block after block."""
-    size = math.prod(shape)
-    buffer = scratch.get(key)
-    if buffer is None or buffer.size < size:
-        buffer = scratch[key] = backend.get_array_module(like).empty(size, dtype=like.dtype)
-    return buffer[:size].reshape(shape)
 
 
 def _correlate_block(t, src, U, padding, tiles, out, scratch, bias=None):

@@ -193,3 +193,15 @@ def test_pad_hw_matches_np_pad(value, xp):
     assert got.dtype == x.dtype
     np.testing.assert_array_equal(backend.asnumpy(got), expected)
     assert pad_hw(x, (0, 0)) is x
+
+
+def test_a_zeroed_buffer_is_kept_for_its_shape_and_fresh_for_another():
+    """``_zeroed`` (the patch buffer, whose padding entries no block writes): the same array
+    while the shape holds, a new zero-filled one when it changes (a smaller last block)."""
+    scratch, like = {}, np.zeros(1, np.float32)
+    first = conv._zeroed(scratch, "patches", (2, 3), like)
+    assert first.dtype == np.float32 and not first.any()
+    first[0, 0] = 5.0  # a block's write
+    assert conv._zeroed(scratch, "patches", (2, 3), like) is first
+    smaller = conv._zeroed(scratch, "patches", (1, 3), like)
+    assert not np.shares_memory(first, smaller) and not smaller.any()
