@@ -93,8 +93,9 @@ def _combine(matrix, parts):
     return out
 
 
-def _planes(out, shape, like):
-    """``out`` (a contiguous buffer to write into) viewed as ``shape``, or a new array."""
+def out_array(out, shape, like):
+    """``out`` (a contiguous buffer to write into) viewed as ``shape``, or a new array (dtype
+    and module of ``like``): where a transform writes, here and in ``kernels.conv``."""
     xp = backend.get_array_module(like)
     return xp.empty(shape, dtype=like.dtype) if out is None else out.reshape(shape)
 
@@ -105,7 +106,7 @@ def input_transform(src, padding: tuple[int, int], tiles: tuple[int, int], out=N
     written into ``out`` (contiguous, 16*C*m*th*tw values) when given."""
     (th, tw), (m, C) = tiles, src.shape[:2]
     region = padded_region(src, padding, (2 * th + 2, 2 * tw + 2))
-    V = _planes(out, (16, C, m, th, tw), src)
+    V = out_array(out, (16, C, m, th, tw), src)
     # row a of every tile at once: padded rows a, a+2, ... (m, C, th, 2*tw+2)
     rows = _combine(B_T, [region[:, :, a:a + 2 * th:2] for a in range(4)])       # B^T d
     planes = (v for r in rows for v in _combine(B_T, [r[..., b:b + 2 * tw:2] for b in range(4)]))
@@ -132,7 +133,7 @@ def output_transform_adjoint(dout, tiles: tuple[int, int], out=None):
     edge). dout: (m, F, Ho, Wo) -> (16, F, m*th*tw), written into ``out`` when given."""
     (th, tw), (m, F) = tiles, dout.shape[:2]
     dY = padded_region(dout, (0, 0), (2 * th, 2 * tw))
-    dM = _planes(out, (16, F, m, th, tw), dout)
+    dM = out_array(out, (16, F, m, th, tw), dout)
     A = A_T.T
     cols = [_combine(A, [dY[:, :, i::2, j::2] for i in range(2)]) for j in range(2)]  # A dY
     planes = (v for a in range(4) for v in _combine(A, [cols[j][a] for j in range(2)]))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ..functional._winograd import out_array
 
 
 @numba.njit(cache=True, nogil=True)
@@ -165,16 +166,11 @@ def _output_tiles_adjoint(dout, dM):
                     dM[4 * a + 3, f, n, i, j] = -o[a, j]
 
 
-def _planes(out, shape, like):
-    """``out`` (a contiguous buffer to write into) viewed as ``shape``, or a new array."""
-    return np.empty(shape, dtype=like.dtype) if out is None else out.reshape(shape)
-
-
 def input_transform(src, padding: tuple[int, int], tiles: tuple[int, int], out=None):
     """As ``_winograd.input_transform``: src (m, C, Hs, Ws) -> V (16, C, m*th*tw)."""
     src = np.ascontiguousarray(src)
     m, C = src.shape[:2]
-    V = _planes(out, (16, C, m) + tuple(tiles), src)
+    V = out_array(out, (16, C, m) + tuple(tiles), src)
     _input_tiles(src, padding[0], padding[1], V)
     return V.reshape(16, C, -1)
 
@@ -195,6 +191,6 @@ def output_transform_adjoint(dout, tiles: tuple[int, int], out=None):
     """As ``_winograd.output_transform_adjoint``: dout (m, F, Ho, Wo) -> (16, F, m*th*tw)."""
     dout = np.ascontiguousarray(dout)
     m, F = dout.shape[:2]
-    dM = _planes(out, (16, F, m) + tuple(tiles), dout)
+    dM = out_array(out, (16, F, m) + tuple(tiles), dout)
     _output_tiles_adjoint(dout, dM)
     return dM.reshape(16, F, -1)
