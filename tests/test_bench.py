@@ -253,3 +253,17 @@ def test_commit_is_marked_when_the_measured_source_has_uncommitted_changes(tmp_p
     assert cli._git_commit() == head
     (bench_dir / "cli.py").write_text("x = 2\n")
     assert cli._git_commit() == head + "+uncommitted"
+
+
+def test_the_pool_size_is_reported_with_or_without_numba(monkeypatch):
+    """minidl's one pool shares the NumPy path's work too, so its size is part of every
+    result's machine record and header, not only where numba is installed."""
+    from minidl import _threads, kernels
+
+    monkeypatch.setenv("MINIDL_KERNEL_THREADS", "3")
+    monkeypatch.setattr(kernels, "numba_available", lambda: False)
+    info = cli.machine(None)
+    assert info["kernel_threads"] == _threads.threads() == 3 and info["numba"] is None
+    results = {"command": "python -m minidl.bench", "created": "now", "machine": info,
+               "load_average": {}, "kernels": ["numpy"], "quick": False}
+    assert "(minidl's pool: 3)" in report.header(results)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import kernels
+from .. import _threads, kernels
 from . import cases, measure, report
 
 KERNEL_CHOICES = ("auto", "numpy", "numba", "both")  # both: numpy and auto, interleaved
@@ -118,12 +118,11 @@ def machine(torch_twins) -> dict:
         info["blas"] = np.show_config(mode="dicts")["Build Dependencies"]["blas"].get("name")
     except Exception:  # older NumPy: no dict form of the build configuration
         info["blas"] = None
+    # minidl's pool shares kernels, NumPy passes and conv blocks alike, numba or not
+    info["kernel_threads"] = _threads.threads()
     if kernels.numba_available():
         import numba
-
-        from .. import _threads
         info["numba"] = numba.__version__
-        info["kernel_threads"] = _threads.threads()  # threads sharing a large kernel call
     if torch_twins is not None:
         info["torch"] = torch_twins.torch.__version__
         info["torch_threads"] = torch_twins.torch.get_num_threads()

@@ -124,7 +124,7 @@ def header(results: dict) -> str:
              f"NumPy {m['numpy']} ({m.get('blas') or 'BLAS unknown'}), numba {m['numba']}, "
              f"torch {m['torch']} ({m['torch_threads']} threads)",
              f"- threads: {threads}"
-             + (f" (numba kernels: {m['kernel_threads']})" if m.get("kernel_threads") else "")
+             + (f" (minidl's pool: {m['kernel_threads']})" if m.get("kernel_threads") else "")
              + f"; 1-minute load average {_num(load.get('start'))} at the "
              f"start, {_num(load.get('end'))} at the end",
              f"- kernel paths: {', '.join(results['kernels'])}"
