@@ -666,9 +666,9 @@ def _winograd_transforms(x):
     return _winograd
 
 
-def _winograd_blocks(N: int, channels: int, tiles, like):
+def _winograd_blocks(N: int, channels: int, tiles_per_image: int, like):
     """(n0, n1) blocks of images whose (16, channels, tiles) arrays fit the block budget."""
-    per_image = 16 * channels * tiles[0] * tiles[1] * like.itemsize
+    per_image = 16 * channels * tiles_per_image * like.itemsize
     budget = (WINOGRAD_CPU_BLOCK_BYTES if backend.get_array_module(like) is np
               else WINOGRAD_GPU_BLOCK_BYTES)
     return _blocks(N, max(1, min(N, budget // max(per_image, 1))))
@@ -703,7 +703,7 @@ def _winograd_correlate(src, w, groups: int, padding, out_hw, bias=None):
         n0, n1 = bounds
         _correlate_block(t, src[n0:n1], U, padding, tiles, out[n0:n1], scratch, bias)
 
-    _block_runs(block, list(_winograd_blocks(N, C + F, tiles, src)), src)
+    _block_runs(block, list(_winograd_blocks(N, C + F, tiles[0] * tiles[1], src)), src)
     return out
 
 
@@ -759,8 +759,8 @@ def _winograd_backward(dout, saved, geom: ConvGeometry):
 
     # dU is summed by fixed chunks of blocks, added in order, whatever the number of threads:
     # dW comes out bit for bit the same on any machine and thread setting.
-    tile_count = max(tiles[0] * tiles[1], dx_tiles[0] * dx_tiles[1])
-    blocks = list(_winograd_blocks(geom.N, geom.C + geom.F, (tile_count, 1), dout))
+    tile_count = max(tiles[0] * tiles[1], dx_tiles[0] * dx_tiles[1])  # a block does both
+    blocks = list(_winograd_blocks(geom.N, geom.C + geom.F, tile_count, dout))
     partials = _block_runs(chunk, _chunks(blocks), dout)
     dU = _sum_in_order(partials) if partials else xp.zeros((16, G, Fg, Cg), dtype=dout.dtype)
     return dx, _winograd.filter_transform_adjoint(dU)
